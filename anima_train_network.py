@@ -1,0 +1,138 @@
+"""Train a LoRA / LoKr for Anima: `accelerate launch anima_train_network.py --config_file ... --dataset_config ...`.
+
+Only what is Anima's lives here: which files to load, how latents and the Qwen3 + T5 conditioning are made,
+and the rectified-flow noise and target. The loop is the generic `library.trainer.NetworkTrainer`.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+from argparse import ArgumentParser, Namespace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from library.anima.args import add_anima_arguments
+from library.anima.conditioning import build_context, collate_text
+from library.anima.flow import noisy_input, velocity_target
+from library.anima.loading import inspect_dit_file, load_anima_dit
+from library.anima.metadata import anima_metadata
+from library.anima.text import AnimaTextEncoder, TextEncoding
+from library.anima.vae import AnimaVAE
+from library.args import parse_args
+from library.errors import ConfigError, UserError
+from library.registries.timesteps import sample_sigmas
+from library.registries.weightings import loss_weighting
+from library.trainer import ModelParts, NetworkTrainer
+
+logger = logging.getLogger("anima_train_network")
+
+
+def file_identity(path: str | None) -> str:
+    """Name, size and modification time: enough to notice that a cache was made from another file."""
+    if not path:
+        return "bundled"
+    target = Path(path)
+    stat = target.stat()
+    return f"{target.name}:{stat.st_size}:{int(stat.st_mtime)}"
+
+
+class AnimaNetworkTrainer(NetworkTrainer):
+    """Anima's hooks: model files, VAE latents, Qwen3 + T5 -> llm_adapter conditioning, flow matching."""
+
+    model_version = "anima"
+    bucket_reso_multiple = 16  # VAE factor 8 x DiT patch 2
+
+    def setup_parser(self) -> ArgumentParser:
+        parser = super().setup_parser()
+        add_anima_arguments(parser)
+        return parser
+
+    def assert_extra_args(self, args: Namespace) -> None:
+        for option, value in (("--pretrained_model_name_or_path (--anima_transformer)",
+                               args.pretrained_model_name_or_path), ("--vae", args.vae), ("--qwen3 (--qwen)", args.qwen3)):
+            if not value:
+                raise ConfigError(f"{option} is not set: give the path of the model file.")
+            if not Path(value).exists():
+                raise ConfigError(f"{option} {value}: no such file or folder.")
+        if args.t5_tokenizer_path and not Path(args.t5_tokenizer_path).is_dir():
+            raise ConfigError(f"--t5_tokenizer_path (--t5_tokenizer_dir) {args.t5_tokenizer_path}: not a folder. "
+                              f"Leave it unset to use the bundled T5 tokenizer.")
+        inspect_dit_file(args.pretrained_model_name_or_path)
+
+    def load_target_model(self, args: Namespace, accelerator: Any, weight_dtype: torch.dtype) -> ModelParts:
+        device = accelerator.device
+        dit = load_anima_dit(args.pretrained_model_name_or_path, dtype=weight_dtype, device="cpu")
+        vae_dtype = torch.float32 if args.no_half_vae else weight_dtype
+        vae = AnimaVAE.load(args.vae, dtype=vae_dtype, device=device)
+        text_encoder = AnimaTextEncoder.load(
+            args.qwen3, t5_tokenizer_dir=args.t5_tokenizer_path, dtype=weight_dtype, device=device,
+            auto_download=args.auto_download_t5_tokenizer, repo_id=args.t5_tokenizer_repo_id,
+            subfolder=args.t5_tokenizer_subfolder, modelscope_fallback=args.t5_tokenizer_modelscope_fallback,
+            modelscope_repo_id=args.t5_tokenizer_modelscope_repo_id,
+            modelscope_revision=args.t5_tokenizer_modelscope_revision,
+            modelscope_subfolder=args.t5_tokenizer_modelscope_subfolder)
+        return ModelParts(denoiser=dit, text_encoders=[text_encoder], vae=vae)
+
+    def latent_cache_identity(self, args: Namespace) -> dict[str, str]:
+        return {"vae": file_identity(args.vae)}
+
+    def encode_images_to_latents(self, args: Namespace, models: ModelParts, images: torch.Tensor) -> torch.Tensor:
+        return models.vae.encode(images).float()
+
+    def text_cache_identity(self, args: Namespace) -> dict[str, str]:
+        return {"qwen3": file_identity(args.qwen3), "t5_tokenizer": file_identity(args.t5_tokenizer_path),
+                "recipe": "comfyui-anima-v1"}
+
+    def encode_text(self, args: Namespace, models: ModelParts, captions: list[str]) -> list[dict[str, torch.Tensor]]:
+        encodings = models.text_encoders[0].encode(captions, parse_weights=False)
+        return [{"qwen_hidden": e.qwen_hidden, "t5_ids": e.t5_ids, "t5_weights": e.t5_weights} for e in encodings]
+
+    def release_text_encoders(self, args: Namespace, models: ModelParts) -> None:
+        models.text_encoders.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def network_kwargs(self, args: Namespace) -> dict[str, str]:
+        return {"train_norm": str(bool(args.train_norm))}
+
+    def get_noise_pred_and_target(
+        self, args: Namespace, accelerator: Any, models: ModelParts, latents: torch.Tensor,
+        text: list[dict[str, torch.Tensor]], generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        dit = models.denoiser
+        device, dtype = latents.device, next(dit.parameters()).dtype
+        batch = {key: value.to(device) for key, value in collate_text([TextEncoding(**t) for t in text]).items()}
+        context = build_context(dit.llm_adapter, batch)
+        noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+        sigmas = sample_sigmas(args, latents.shape[0], tuple(latents.shape[-2:]), device, generator)
+        model_noise = noise
+        if args.ip_noise_gamma:
+            extra = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+            model_noise = noise + args.ip_noise_gamma * extra
+        x = noisy_input(latents, model_noise, sigmas).unsqueeze(2)
+        pred = dit(x.to(dtype), sigmas.to(dtype), context.to(dtype)).squeeze(2)
+        return pred, velocity_target(latents, noise), sigmas, loss_weighting(args, sigmas)
+
+    def update_metadata(self, metadata: dict[str, str], args: Namespace) -> None:
+        metadata.update(anima_metadata(args))
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    trainer = AnimaNetworkTrainer()
+    parser = trainer.setup_parser()
+    try:
+        args = parse_args(parser, argv)
+        trainer.train(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Resumable state folders (kohya's names) written through accelerate's save_state.
+
+A state folder is complete or absent: every process writes into `<final>.tmp-partial` (a name all
+ranks agree on), then the main process adds `train_state.json` last and renames the folder into place.
+`train_state.json` also records what the state was trained with, so `--resume` with another network
+or model fails at start instead of deep inside torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from library.atomic import write_text_atomic
+from library.errors import ConfigError
+
+TRAIN_STATE_FILE = "train_state.json"
+PARTIAL_SUFFIX = ".tmp-partial"
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: 1-based epoch in progress, optimizer steps done, batches done in this epoch."""
+
+    current_epoch: int
+    current_step: int
+    batches_done_in_epoch: int
+    identity: dict[str, Any] = field(default_factory=dict)
+
+
+def step_state_name(output_name: str, step: int) -> str:
+    return f"{output_name}-step{step:08d}-state"
+
+
+def epoch_state_name(output_name: str, epoch: int) -> str:
+    return f"{output_name}-{epoch:06d}-state"
+
+
+def final_state_name(output_name: str) -> str:
+    return f"{output_name}-state"
+
+
+def save_state(accelerator: Any, folder: Path, state: TrainState) -> None:
+    """Call on every process: accelerate writes weights, optimizer, scheduler and each rank's RNG."""
+    partial = folder.with_name(folder.name + PARTIAL_SUFFIX)
+    if accelerator.is_main_process and partial.exists():
+        shutil.rmtree(partial)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_text_atomic(partial / TRAIN_STATE_FILE, json.dumps(asdict(state), indent=2))
+        if folder.exists():
+            old = folder.with_name(folder.name + ".tmp-old")
+            os.replace(folder, old)
+            os.replace(partial, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(partial, folder)
+    accelerator.wait_for_everyone()
+
+
+def read_train_state(folder: str | os.PathLike) -> TrainState:
+    """Read and check a state folder before any model loads; errors say what to pass instead."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise ConfigError(f"--resume {folder}: no such folder. Pass a state folder written by --save_state "
+                          f"(named like <output_name>-step00000010-state).")
+    info = path / TRAIN_STATE_FILE
+    if not info.is_file():
+        raise ConfigError(f"--resume {folder}: {TRAIN_STATE_FILE} is missing, so this is not a complete state "
+                          f"folder. Use the newest folder that has it.")
+    data = json.loads(info.read_text(encoding="utf-8"))
+    return TrainState(
+        current_epoch=int(data["current_epoch"]),
+        current_step=int(data["current_step"]),
+        batches_done_in_epoch=int(data.get("batches_done_in_epoch", 0)),
+        identity=dict(data.get("identity", {})),
+    )
+
+
+def check_identity(folder: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """A state only resumes into the same network and model; name each difference and the fix."""
+    diffs = [f"{key}: state has {saved[key]!r}, this run has {current.get(key)!r}"
+             for key in sorted(saved) if key in current and saved[key] != current[key]]
+    if diffs:
+        raise ConfigError(f"--resume {folder} was written by a different setup:\n  " + "\n  ".join(diffs)
+                          + "\nRun with the same options, or use --network_weights to warm-start from the LoRA "
+                            "file instead (fresh optimizer and schedule).")
+
+
+def prune_states(output_dir: Path, names: list[str]) -> None:
+    for name in names:
+        shutil.rmtree(output_dir / name, ignore_errors=True)

@@ -1,0 +1,260 @@
+"""The step loop: deterministic per step, so an interrupted or resumed run continues exactly.
+
+Every random draw of a micro-batch (noise, timesteps, dropout) comes from a seed derived from
+(seed, epoch, batch index, process), and the data order from (seed, epoch); so a run resumed from a
+state folder replays the same numbers without needing the RNG state of the run that wrote it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import shlex
+import sys
+from argparse import Namespace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from library import saving
+from library import state as state_lib
+from library.atomic import write_text_atomic
+from library.loss_reduction import reduce_loss
+from library.metadata import per_save_metadata
+from library.signals import EXIT_CODE_INTERRUPTED, StopRequest
+
+logger = logging.getLogger(__name__)
+
+
+def micro_seed(seed: int, epoch: int, batch_index: int, process_index: int) -> int:
+    return hash((seed, epoch, batch_index, process_index)) & 0x7FFF_FFFF_FFFF
+
+
+class TrainLoop:
+    """Runs epochs and steps, and decides when to sample and save; the model work is the trainer's."""
+
+    def __init__(self, trainer: Any, args: Namespace, accelerator: Any, models: Any, network: Any, optimizer: Any,
+                 scheduler: Any, bundle: Any, loader: Any, dataset: Any, lr_descriptions: list[str],
+                 metadata: dict[str, str], steps_per_epoch: int, num_epochs: int) -> None:
+        self.trainer, self.args, self.acc, self.models = trainer, args, accelerator, models
+        self.network, self.optimizer, self.scheduler, self.bundle = network, optimizer, scheduler, bundle
+        self.loader, self.dataset, self.lr_descriptions, self.metadata = loader, dataset, lr_descriptions, metadata
+        self.steps_per_epoch, self.num_epochs = steps_per_epoch, num_epochs
+        self.output_dir = Path(args.output_dir)
+        self.output_name = args.output_name or "last"
+        self.retention = saving.Retention(self.output_dir, self.output_name, args)
+        self.global_step, self.start_epoch, self.skip_batches = 0, 1, 0
+        self.losses: list[tuple[int, float]] = []
+        self.stop = StopRequest()
+
+    @property
+    def unwrapped(self) -> Any:
+        return self.acc.unwrap_model(self.network)
+
+    def restore(self, st: state_lib.TrainState) -> None:
+        self.global_step, self.start_epoch, self.skip_batches = st.current_step, st.current_epoch, st.batches_done_in_epoch
+        if self.skip_batches >= len(self.loader):
+            self.start_epoch, self.skip_batches = self.start_epoch + 1, 0
+        self.losses = [row for row in self._read_loss_log() if row[0] <= self.global_step]
+
+    # ---- the loop ----------------------------------------------------------------------------------
+    def run(self) -> None:
+        args = self.args
+        self.stop.install()
+        self.bundle.train_mode()
+        progress = tqdm(total=args.max_train_steps, initial=self.global_step, desc="steps", smoothing=0.1,
+                        disable=not self.acc.is_local_main_process)
+        if self.global_step == 0 and args.sample_at_first:
+            self._sample(epoch=0)
+        try:
+            for epoch in range(self.start_epoch, self.num_epochs + 1):
+                if self._run_epoch(epoch, progress):
+                    break
+                if self.global_step >= args.max_train_steps:
+                    break
+            self._finish()
+        finally:
+            progress.close()
+            self.stop.uninstall()
+
+    def _run_epoch(self, epoch: int, progress: Any) -> bool:
+        """Returns True when training must stop (max steps reached inside the epoch)."""
+        args, grad_accum = self.args, self.args.gradient_accumulation_steps
+        self.dataset.set_epoch(epoch)
+        self.unwrapped.on_epoch_start(self.models.text_encoders, self.models.denoiser)
+        n_batches = len(self.loader)
+        skip, self.skip_batches = self.skip_batches, 0
+        loader = self.acc.skip_first_batches(self.loader, skip) if skip else self.loader
+        step_losses: list[float] = []
+        for index, batch in enumerate(loader, start=skip):
+            step_losses.append(self._micro_step(batch, epoch, index, grad_accum))
+            if (index + 1) % grad_accum and index + 1 != n_batches:
+                continue
+            self._optimizer_step()
+            self.global_step += 1
+            loss = sum(step_losses) / len(step_losses)
+            step_losses = []
+            self.losses.append((self.global_step, loss))
+            self._log_step(loss, progress)
+            self._after_step(epoch, index + 1)
+            if self._stop_requested():
+                self._interrupt(epoch, index + 1)
+            if self.global_step >= args.max_train_steps:
+                return True
+        self._after_epoch(epoch)
+        return False
+
+    def _micro_step(self, batch: dict[str, Any], epoch: int, index: int, grad_accum: int) -> float:
+        args, acc, trainer = self.args, self.acc, self.trainer
+        seed = micro_seed(args.seed, epoch, index, acc.process_index)
+        torch.manual_seed(seed)
+        generator = torch.Generator(device=acc.device).manual_seed(seed)
+        with torch.no_grad():
+            latents = batch["latents"]
+            if latents is None:
+                latents = trainer.encode_images_to_latents(args, self.models, batch["images"].to(acc.device))
+            text = batch["text"]
+            if text is None:
+                text = trainer.encode_text(args, self.models, batch["captions"])
+        with acc.autocast():
+            pred, target, sigmas, weighting = trainer.get_noise_pred_and_target(
+                args, acc, self.models, latents.to(acc.device), text, generator)
+        loss = reduce_loss(args, pred, target, sigmas, weighting, batch["loss_weights"], batch.get("alpha_masks"))
+        acc.backward(loss / grad_accum)
+        return float(loss.detach())
+
+    def _optimizer_step(self) -> None:
+        params = [p for p in self.unwrapped.get_trainable_params() if p.grad is not None]
+        if self.acc.num_processes > 1:
+            for param in params:
+                param.grad = self.acc.reduce(param.grad, reduction="mean")
+        if self.args.max_grad_norm:
+            self.acc.clip_grad_norm_(params, self.args.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # ---- what happens between steps ---------------------------------------------------------------
+    def _log_step(self, loss: float, progress: Any) -> None:
+        recent = [value for _, value in self.losses[-self.steps_per_epoch:]]
+        average = sum(recent) / len(recent)
+        lrs = self.scheduler.get_last_lr()
+        progress.update(1)
+        progress.set_postfix(loss=f"{loss:.4f}", avr_loss=f"{average:.4f}", lr=f"{lrs[0]:.2e}")
+        if self.acc.trackers:
+            logs = {"loss/current": loss, "loss/average": average}
+            logs.update({f"lr/{name}": lr for name, lr in zip(self.lr_descriptions, lrs, strict=False)})
+            self.acc.log(logs, step=self.global_step)
+
+    def _after_step(self, epoch: int, batches_done: int) -> None:
+        args = self.args
+        if args.sample_every_n_steps and not args.sample_every_n_epochs and self.global_step % args.sample_every_n_steps == 0:
+            self._sample(epoch=None)
+        if args.save_every_n_steps and self.global_step % args.save_every_n_steps == 0:
+            self._save_model(saving.step_file_name(self.output_name, self.global_step), epoch)
+            if args.save_state:
+                self._save_state(state_lib.step_state_name(self.output_name, self.global_step), epoch, batches_done)
+            if self.acc.is_main_process:
+                self.retention.after_step_save(self.global_step)
+
+    def _after_epoch(self, epoch: int) -> None:
+        args = self.args
+        self.acc.wait_for_everyone()
+        if args.save_every_n_epochs and epoch % args.save_every_n_epochs == 0 and epoch < self.num_epochs:
+            self._save_model(saving.epoch_file_name(self.output_name, epoch), epoch)
+            if args.save_state:
+                self._save_state(state_lib.epoch_state_name(self.output_name, epoch), epoch, len(self.loader))
+            if self.acc.is_main_process:
+                self.retention.after_epoch_save(epoch)
+        if args.sample_every_n_epochs and epoch % args.sample_every_n_epochs == 0:
+            self._sample(epoch=epoch)
+
+    def _stop_requested(self) -> bool:
+        flag = torch.tensor([1.0 if self.stop.requested else 0.0], device=self.acc.device)
+        if self.acc.num_processes > 1:
+            flag = self.acc.reduce(flag, reduction="sum")
+        return bool(flag.item() > 0)
+
+    def _interrupt(self, epoch: int, batches_done: int) -> None:
+        name = state_lib.step_state_name(self.output_name, self.global_step)
+        self.stop.saving = True
+        self._save_model(saving.step_file_name(self.output_name, self.global_step), epoch)
+        self._save_state(name, epoch, batches_done)
+        self._write_loss_log()
+        self.acc.print(f"\nStopped by {self.stop.signal_name or 'a signal'} at step {self.global_step}. "
+                       f"To continue exactly where it stopped:\n  {resume_command(self.output_dir / name)}")
+        self.acc.end_training()
+        sys.exit(EXIT_CODE_INTERRUPTED)
+
+    def _finish(self) -> None:
+        self.acc.wait_for_everyone()
+        final = self.output_dir / saving.final_file_name(self.output_name)
+        self._save_model(final.name, self.num_epochs)
+        if self.args.save_state or self.args.save_state_on_train_end:
+            self._save_state(state_lib.final_state_name(self.output_name), self.num_epochs, len(self.loader))
+        self._write_loss_log()
+        self.acc.end_training()
+        self.acc.print(f"training finished: {self.global_step} steps. LoRA saved to {final}")
+
+    # ---- files --------------------------------------------------------------------------------------
+    def _sample(self, epoch: int | None) -> None:
+        self.bundle.eval_mode()
+        if self.acc.is_main_process:
+            self.trainer.sample_images(self.acc, self.args, epoch, self.global_step, self.models, self.unwrapped)
+        self.acc.wait_for_everyone()
+        self.bundle.train_mode()
+
+    def _save_model(self, file_name: str, epoch: int) -> None:
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            self.bundle.eval_mode()
+            meta = per_save_metadata(self.metadata, self.global_step, epoch)
+            self.unwrapped.save_weights(str(self.output_dir / file_name), saving.save_dtype(self.args), meta)
+            self.bundle.train_mode()
+        self.acc.wait_for_everyone()
+
+    def _save_state(self, name: str, epoch: int, batches_done: int) -> None:
+        identity = self.trainer.state_identity(self.args)
+        st = state_lib.TrainState(epoch, self.global_step, batches_done, identity)
+        state_lib.save_state(self.acc, self.output_dir / name, st)
+        if self.acc.is_main_process:
+            self._write_loss_log()
+
+    def _loss_log_path(self) -> Path:
+        return self.output_dir / f"{self.output_name}-loss.csv"
+
+    def _write_loss_log(self) -> None:
+        if not self.acc.is_main_process:
+            return
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["step", "loss"])
+        writer.writerows((step, repr(loss)) for step, loss in self.losses)
+        write_text_atomic(self._loss_log_path(), buffer.getvalue())
+
+    def _read_loss_log(self) -> list[tuple[int, float]]:
+        path = self._loss_log_path()
+        if not path.exists():
+            return []
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))[1:]
+        return [(int(step), float(loss)) for step, loss in rows]
+
+
+def resume_command(state_dir: Path) -> str:
+    argv = list(sys.argv)
+    cleaned: list[str] = []
+    skip_next = False
+    for item in argv[1:]:
+        if skip_next:
+            skip_next = False
+            continue
+        if item == "--resume":
+            skip_next = True
+            continue
+        if item.startswith("--resume="):
+            continue
+        cleaned.append(item)
+    return "accelerate launch " + " ".join(shlex.quote(a) for a in [argv[0], *cleaned, "--resume", str(state_dir)])

@@ -1,0 +1,237 @@
+"""The generic, model-free network trainer: set-up in the order kohya's NetworkTrainer uses, with hooks.
+
+A model subclass overrides the hooks (load the models, encode images and text, compute the prediction
+and target, sample images, describe the model for metadata); nothing here knows which model it trains.
+The step loop itself lives in `library.train_loop`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import random
+import time
+from argparse import ArgumentParser, Namespace
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from library import state as state_lib
+from library.args import build_parser
+from library.dataset import build_dataset_group
+from library.errors import ConfigError
+from library.metadata import base_metadata, parse_network_args
+from library.registries import validate_registries
+from library.registries.optimizers import build_optimizer
+from library.registries.schedulers import build_lr_scheduler
+from library.saving import probe_output_dir
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_DTYPES = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class ModelParts:
+    """What `load_target_model` returns: the denoiser (frozen), text encoders, VAE, and anything else."""
+
+    denoiser: torch.nn.Module
+    text_encoders: list[Any] = field(default_factory=list)
+    vae: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class NetworkTrainer:
+    """Subclasses override the hook methods below; `train` is the same for every model."""
+
+    model_version = "unknown"
+    bucket_reso_multiple = 8
+
+    # ---- hooks -------------------------------------------------------------------------------------
+    def setup_parser(self) -> ArgumentParser:
+        return build_parser("Train a LoRA / LoKr network (kohya sd-scripts compatible).")
+
+    def assert_extra_args(self, args: Namespace) -> None:
+        """Model-specific option checks; runs before anything is loaded."""
+
+    def load_target_model(self, args: Namespace, accelerator: Accelerator, weight_dtype: torch.dtype) -> ModelParts:
+        raise NotImplementedError
+
+    def latent_cache_identity(self, args: Namespace) -> dict[str, str]:
+        raise NotImplementedError
+
+    def encode_images_to_latents(self, args: Namespace, models: ModelParts, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def text_cache_identity(self, args: Namespace) -> dict[str, str]:
+        raise NotImplementedError
+
+    def encode_text(self, args: Namespace, models: ModelParts, captions: list[str]) -> list[dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def release_text_encoders(self, args: Namespace, models: ModelParts) -> None:
+        """Called when text outputs are cached: the text encoders are no longer needed in memory."""
+
+    def network_kwargs(self, args: Namespace) -> dict[str, str]:
+        """Extra `network_args` the model adds (e.g. Anima's --train_norm)."""
+        return {}
+
+    def get_noise_pred_and_target(
+        self, args: Namespace, accelerator: Accelerator, models: ModelParts, latents: torch.Tensor,
+        text: list[dict[str, torch.Tensor]], generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Returns (prediction, target, sigmas (B,), per-sample loss weighting or None)."""
+        raise NotImplementedError
+
+    def sample_images(self, accelerator: Accelerator, args: Namespace, epoch: int | None, global_step: int,
+                      models: ModelParts, network: Any) -> None:
+        """Render sample images if this call should; the default model has none."""
+
+    def update_metadata(self, metadata: dict[str, str], args: Namespace) -> None:
+        """Add model-specific `ss_*` / `modelspec.*` keys."""
+
+    def state_identity(self, args: Namespace) -> dict[str, Any]:
+        """What a resumed run must share with the run that wrote the state."""
+        return {key: getattr(args, key, None) for key in ("network_module", "network_dim", "network_alpha")} | {
+            "network_args": parse_network_args(getattr(args, "network_args", None)) | self.network_kwargs(args)}
+
+    # ---- set-up ------------------------------------------------------------------------------------
+    def validate(self, args: Namespace) -> state_lib.TrainState | None:
+        """Every check that needs no model: fails in the first second with a message naming the culprit."""
+        validate_registries(args)
+        self.assert_extra_args(args)
+        if args.network_module is None:
+            raise ConfigError("--network_module is not set. Use --network_module networks.lora_anima "
+                              "(or networks.lokr_anima).")
+        try:
+            importlib.import_module(args.network_module)
+        except ImportError as exc:
+            raise ConfigError(f"--network_module {args.network_module}: cannot import it ({exc}). "
+                              f"Use networks.lora_anima or networks.lokr_anima.") from exc
+        parse_network_args(args.network_args)
+        resume = None
+        if args.resume:
+            resume = state_lib.read_train_state(args.resume)
+            state_lib.check_identity(args.resume, resume.identity, self.state_identity(args))
+        probe_output_dir(args.output_dir)
+        return resume
+
+    def train(self, args: Namespace) -> None:
+        from library.train_loop import TrainLoop
+
+        started_at = time.time()
+        resume = self.validate(args)
+        if args.seed is None:
+            args.seed = random.randint(0, 2**31 - 1)
+            logger.info("no --seed given: using %d", args.seed)
+        dataset = build_dataset_group(args, reso_multiple=self.bucket_reso_multiple)
+        self._check_cache_options(args, dataset)
+
+        accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=_log_with(args),
+                                  project_dir=args.logging_dir)
+        torch.manual_seed(args.seed)
+        weight_dtype = WEIGHT_DTYPES[args.mixed_precision]
+        models = self.load_target_model(args, accelerator, weight_dtype)
+        self._cache(args, accelerator, models, dataset)
+
+        network = self._create_network(args, models, accelerator)
+        if args.gradient_checkpointing and hasattr(models.denoiser, "enable_gradient_checkpointing"):
+            models.denoiser.enable_gradient_checkpointing(cpu_offload=bool(args.cpu_offload_checkpointing))
+        models.denoiser.requires_grad_(False)
+        models.denoiser.to(accelerator.device, dtype=weight_dtype)
+        if args.full_bf16:
+            network.to(torch.bfloat16)
+        elif args.full_fp16:
+            network.to(torch.float16)
+
+        groups, descriptions = self._param_groups(args, network)
+        bundle = build_optimizer(args, groups)
+        args._optimizer_description = bundle.description
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=1, shuffle=False, collate_fn=_first,
+            num_workers=min(args.max_data_loader_n_workers or 0, torch.get_num_threads()))
+        grad_accum = args.gradient_accumulation_steps
+        steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / grad_accum)
+        if args.max_train_epochs:
+            args.max_train_steps = args.max_train_epochs * steps_per_epoch
+        num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
+        scheduler = build_lr_scheduler(args, bundle.optimizer, args.max_train_steps, accelerator.num_processes)
+        network, optimizer, loader, scheduler = accelerator.prepare(network, bundle.optimizer, loader, scheduler)
+
+        metadata = base_metadata(args, self.model_version, num_epochs, started_at)
+        metadata.update(dataset.metadata())
+        self.update_metadata(metadata, args)
+        loop = TrainLoop(self, args, accelerator, models, network, optimizer, scheduler, bundle, loader, dataset,
+                         descriptions, metadata, steps_per_epoch, num_epochs)
+        if resume is not None:
+            accelerator.load_state(args.resume)
+            loop.restore(resume)
+            logger.info("resumed from %s at step %d (epoch %d)", args.resume, resume.current_step,
+                        resume.current_epoch)
+        loop.run()
+
+    # ---- pieces of set-up --------------------------------------------------------------------------
+    def _check_cache_options(self, args: Namespace, dataset: Any) -> None:
+        if args.cache_latents_to_disk:
+            args.cache_latents = True
+        if args.cache_text_encoder_outputs_to_disk:
+            args.cache_text_encoder_outputs = True
+        if args.cache_latents and (blockers := dataset.latent_cache_blockers()):
+            raise ConfigError("--cache_latents cannot be used with " + ", ".join(blockers)
+                              + ": these change the image every step. Turn them off, or drop --cache_latents.")
+        if args.cache_text_encoder_outputs and (blockers := dataset.text_cache_blockers()):
+            logger.warning("text-encoder outputs are NOT cached because the caption changes every step (%s); "
+                           "the text encoder stays loaded.", ", ".join(blockers))
+            args.cache_text_encoder_outputs = False
+            args.cache_text_encoder_outputs_to_disk = False
+
+    def _cache(self, args: Namespace, accelerator: Accelerator, models: ModelParts, dataset: Any) -> None:
+        shard = {"process_index": accelerator.process_index, "num_processes": accelerator.num_processes,
+                 "barrier": accelerator.wait_for_everyone}
+        if args.cache_latents:
+            with torch.no_grad():
+                dataset.cache_latents(lambda images: self.encode_images_to_latents(args, models, images),
+                                      self.latent_cache_identity(args), to_disk=bool(args.cache_latents_to_disk),
+                                      batch_size=args.vae_batch_size or 1, **shard)
+        if args.cache_text_encoder_outputs:
+            with torch.no_grad():
+                dataset.cache_text(lambda captions: self.encode_text(args, models, captions),
+                                   self.text_cache_identity(args),
+                                   to_disk=bool(args.cache_text_encoder_outputs_to_disk),
+                                   batch_size=args.text_encoder_batch_size or 8, **shard)
+            self.release_text_encoders(args, models)
+
+    def _create_network(self, args: Namespace, models: ModelParts, accelerator: Accelerator) -> Any:
+        module = importlib.import_module(args.network_module)
+        kwargs = parse_network_args(args.network_args) | self.network_kwargs(args)
+        network = module.create_network(1.0, args.network_dim, args.network_alpha, models.vae, models.text_encoders,
+                                        models.denoiser, neuron_dropout=args.network_dropout, **kwargs)
+        network.apply_to(models.text_encoders, models.denoiser, False, True)
+        if args.network_weights:
+            info = network.load_weights(args.network_weights)
+            accelerator.print(f"warm start: network weights loaded from {args.network_weights} ({info}); "
+                              f"optimizer and schedule start fresh (use --resume to continue a run).")
+        return network
+
+    def _param_groups(self, args: Namespace, network: Any) -> tuple[list[dict[str, Any]], list[str]]:
+        result = network.prepare_optimizer_params(
+            args.text_encoder_lr, args.unet_lr, args.learning_rate,
+            llm_adapter_lr=getattr(args, "llm_adapter_lr", None), norm_lr=getattr(args, "norm_lr", None))
+        if isinstance(result, tuple):
+            return result
+        return result, [f"group{i}" for i in range(len(result))]
+
+
+def _first(items: list[Any]) -> Any:
+    return items[0]
+
+
+def _log_with(args: Namespace) -> str | list[str] | None:
+    if not args.log_with:
+        return "tensorboard" if args.logging_dir else None
+    if args.log_with in ("tensorboard", "all") and not args.logging_dir:
+        raise ConfigError(f"--log_with {args.log_with} needs --logging_dir (the folder for the logs).")
+    return ["tensorboard", "wandb"] if args.log_with == "all" else args.log_with
