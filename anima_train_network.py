@@ -45,6 +45,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
 
     model_version = "anima"
     bucket_reso_multiple = 16  # VAE factor 8 x DiT patch 2
+    cache_suffix = "_anima"
 
     def setup_parser(self) -> ArgumentParser:
         parser = super().setup_parser()

@@ -49,6 +49,7 @@ class NetworkTrainer:
 
     model_version = "unknown"
     bucket_reso_multiple = 8
+    cache_suffix = ""  # model tag in cache file names, e.g. "_anima"
 
     # ---- hooks -------------------------------------------------------------------------------------
     def setup_parser(self) -> ArgumentParser:
@@ -190,7 +191,8 @@ class NetworkTrainer:
 
     def _cache(self, args: Namespace, accelerator: Accelerator, models: ModelParts, dataset: Any) -> None:
         shard = {"process_index": accelerator.process_index, "num_processes": accelerator.num_processes,
-                 "barrier": accelerator.wait_for_everyone}
+                 "barrier": accelerator.wait_for_everyone, "suffix": self.cache_suffix,
+                 "trust": bool(args.skip_cache_check)}
         if args.cache_latents:
             with torch.no_grad():
                 dataset.cache_latents(lambda images: self.encode_images_to_latents(args, models, images),

@@ -1,0 +1,57 @@
+"""Memory and speed options: checkpointing, fp8, block swap, half-precision networks, attention backends, VAE
+chunking. Which of them a model honours is up to the model's trainer."""
+
+from __future__ import annotations
+
+import argparse
+
+ATTN_MODES = ["torch", "sdpa", "xformers", "flash", "sageattn"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("memory and speed")
+    g.add_argument(
+        "--gradient_checkpointing", action="store_true", help="Recompute activations in backward to save memory."
+    )
+    g.add_argument(
+        "--cpu_offload_checkpointing", action="store_true", help="Offload checkpointed activations to the CPU."
+    )
+    g.add_argument(
+        "--unsloth_offload_checkpointing", action="store_true", help="Asynchronous activation offload (kohya Anima)."
+    )
+    g.add_argument(
+        "--fp8_base", action="store_true", help="Keep the base model in fp8 (kohya turns this off for Anima)."
+    )
+    g.add_argument(
+        "--fp8_base_unet", action="store_true", help="Keep only the DiT in fp8 (kohya turns this off for Anima)."
+    )
+    g.add_argument(
+        "--blocks_to_swap",
+        type=int,
+        default=None,
+        help="Number of DiT blocks swapped between CPU and GPU (28-block Anima: up to 26).",
+    )
+    g.add_argument("--full_fp16", action="store_true", help="Network weights in fp16 (needs --mixed_precision fp16).")
+    g.add_argument("--full_bf16", action="store_true", help="Network weights in bf16 (needs --mixed_precision bf16).")
+    g.add_argument(
+        "--torch_compile",
+        action="store_true",
+        help="Compile the model with torch.compile (recompiles per bucket shape).",
+    )
+    g.add_argument("--sdpa", action="store_true", help="Use PyTorch scaled-dot-product attention.")
+    g.add_argument("--xformers", action="store_true", help="Use xformers attention (for Anima: needs --split_attn).")
+    g.add_argument("--mem_eff_attn", action="store_true", help="SD memory-efficient attention (no effect for Anima).")
+    g.add_argument(
+        "--attn_mode",
+        type=str,
+        default=None,
+        choices=ATTN_MODES,
+        help="Attention backend; overrides --sdpa/--xformers (sdpa = torch; sageattn is for inference only).",
+    )
+    g.add_argument("--vae_batch_size", type=int, default=1, help="Images per VAE batch when caching latents.")
+    g.add_argument(
+        "--vae_chunk_size", type=int, default=None, help="Spatial chunk size of VAE encode/decode (even; saves memory)."
+    )
+    g.add_argument(
+        "--vae_disable_cache", action="store_true", help="Disable the VAE's internal feature cache (saves memory)."
+    )

@@ -1,0 +1,1 @@
+"""Latent and text-encoder output caches as safetensors files that record what they were made from."""

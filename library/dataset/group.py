@@ -1,0 +1,178 @@
+"""The training dataset: all `[[datasets]]` as one torch Dataset of pre-built, single-bucket batches.
+
+The order of batches and every augmentation derive only from (seed, epoch, batch index, position), so a resumed
+run sees the same data. Use it with `DataLoader(group, batch_size=1, shuffle=False, collate_fn=lambda b: b[0])`
+(the group shuffles itself in `set_epoch`); call `set_epoch` before each epoch's iteration.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from argparse import Namespace
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from library.dataset import caching
+from library.dataset.blueprint import load_blueprint
+from library.dataset.captions import is_dropped, item_rng, render_caption
+from library.dataset.dataset import BucketDataset, Sample
+from library.dataset.images import prepare_sample
+from library.dataset.metadata import group_metadata
+from library.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+class DatasetGroup(Dataset):
+    """`group[i]` is batch i of the current epoch, as a dict (see docs/dataset_config.md)."""
+
+    def __init__(self, datasets: list[BucketDataset], seed: int) -> None:
+        self.datasets = datasets
+        self.seed = seed
+        self.epoch = 1
+        self.current_step = 0
+        self.max_train_steps = 0
+        self.latent_cache = caching.LatentCache()
+        self.text_cache = caching.TextCache()
+        self._order: list[tuple[int, list[int]]] = []
+        self.set_epoch(1)
+
+    # ---- order -------------------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Reorder for `epoch` (1-based) with `random.Random(seed + epoch)`; the same epoch gives the same order."""
+        self.epoch = epoch
+        rng = random.Random(self.seed + epoch)
+        order = [(d, batch) for d, dataset in enumerate(self.datasets) for batch in dataset.batches(rng)]
+        rng.shuffle(order)
+        self._order = order
+
+    def set_current_step(self, step: int) -> None:
+        """For token warmup only (kohya's `current_step`)."""
+        self.current_step = step
+
+    def set_max_train_steps(self, steps: int) -> None:
+        """For token_warmup_step < 1 (a fraction of the run)."""
+        self.max_train_steps = steps
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    # ---- one batch ---------------------------------------------------------------------------------
+    def _samples(self, index: int) -> tuple[BucketDataset, list[Sample]]:
+        dataset_index, members = self._order[index]
+        dataset = self.datasets[dataset_index]
+        return dataset, [dataset.samples[m] for m in members]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        dataset, samples = self._samples(index)
+        captions, flipped, images, masks, latents, texts = [], [], [], [], [], []
+        for position, sample in enumerate(samples):
+            caption_rng = item_rng(self.seed, self.epoch, index, position, "caption")
+            image_rng = item_rng(self.seed, self.epoch, index, position, "image")
+            flip = sample.flip_aug and image_rng.random() < 0.5
+            flipped.append(flip)
+            dropped = is_dropped(sample.caption_options, self.epoch, caption_rng)
+            captions.append("" if dropped else render_caption(sample.item.caption, sample.caption_options,
+                                                              caption_rng, self.current_step, self.max_train_steps))
+            if self.latent_cache.ready:
+                latent, mask = self.latent_cache.get(sample, flip)
+                latents.append(latent)
+                masks.append(mask)
+            else:
+                image, mask = prepare_sample(sample.item.path, sample.placement, flip, sample.color_aug, image_rng)
+                images.append(image)
+                masks.append(mask)
+            if self.text_cache.ready:
+                texts.append(self.text_cache.get(sample, dropped))
+        use_masks = any(s.placement.alpha_mask for s in samples)
+        return {
+            "image_keys": [str(s.item.path) for s in samples],
+            "captions": captions,
+            "images": torch.stack(images) if images else None,
+            "latents": torch.stack(latents) if latents else None,
+            "text": texts if self.text_cache.ready else None,
+            "loss_weights": torch.tensor([s.loss_weight for s in samples], dtype=torch.float32),
+            "alpha_masks": torch.stack([m if m is not None else torch.ones(s.placement.bucket[::-1])
+                                        for m, s in zip(masks, samples, strict=True)]) if use_masks else None,
+            "bucket_reso": samples[0].placement.bucket,
+            "flipped": flipped,
+            "network_multiplier": dataset.params.network_multiplier,
+            "custom_attributes": [s.custom_attributes for s in samples],
+        }
+
+    # ---- facts for the trainer ---------------------------------------------------------------------
+    @property
+    def num_train_images(self) -> int:
+        return sum(d.num_train_images for d in self.datasets)
+
+    @property
+    def num_reg_images(self) -> int:
+        return sum(d.num_reg_images for d in self.datasets)
+
+    def all_samples(self) -> list[Sample]:
+        return [s for d in self.datasets for s in d.samples]
+
+    def bucket_table(self) -> str:
+        return "\n".join(d.bucket_table() for d in self.datasets)
+
+    def metadata(self) -> dict[str, str]:
+        return group_metadata(self)
+
+    def latent_cache_blockers(self) -> list[str]:
+        """Options that change the image every step, so its latents cannot be cached."""
+        names = []
+        for d in self.datasets:
+            for s in d.subsets:
+                names += [n for n, on in (("color_aug", s.color_aug), ("random_crop", s.random_crop)) if on]
+        return sorted(set(names))
+
+    def text_cache_blockers(self) -> list[str]:
+        """Options that change the caption text every step (caption dropout is not one: "" is cached too)."""
+        return sorted({name for s in self.all_samples() for name in s.caption_options.per_step_features()})
+
+    # ---- caches --------------------------------------------------------------------------------------
+    def cache_latents(self, encode: Callable[[torch.Tensor], torch.Tensor], identity: dict[str, str], to_disk: bool,
+                      batch_size: int, process_index: int = 0, num_processes: int = 1,
+                      barrier: Callable[[], None] | None = None, suffix: str = "", cache_dir: str | None = None,
+                      trust: bool = False) -> None:
+        """Encode every (image, bucket) once (and its flipped copy with flip_aug); see docs/caches.md."""
+        self.latent_cache = caching.LatentCache.build(self.all_samples(), encode, identity, to_disk, batch_size,
+                                                      process_index, num_processes, suffix, cache_dir, trust)
+        if barrier is not None:
+            barrier()
+            self.reload_caches()
+
+    def cache_text(self, encode: Callable[[list[str]], list[dict[str, torch.Tensor]]], identity: dict[str, str],
+                   to_disk: bool, batch_size: int, process_index: int = 0, num_processes: int = 1,
+                   barrier: Callable[[], None] | None = None, suffix: str = "", cache_dir: str | None = None,
+                   trust: bool = False) -> None:
+        """Encode each distinct final caption (no per-step augmentation) and "" once."""
+        self.text_cache = caching.TextCache.build(self.all_samples(), encode, identity, to_disk, batch_size,
+                                                  process_index, num_processes, suffix, cache_dir, trust)
+        if barrier is not None:
+            barrier()
+            self.reload_caches()
+
+    def reload_caches(self) -> None:
+        """After every process wrote its share: check that every disk cache file is there and valid."""
+        self.latent_cache.reload()
+        self.text_cache.reload()
+
+
+def build_dataset_group(args: Namespace, reso_multiple: int = 16) -> DatasetGroup:
+    """Read and check the whole dataset (config, folders, images, captions) before any model loads."""
+    blueprint = load_blueprint(args)
+    source = getattr(args, "dataset_config", None) or "command line dataset"
+    datasets = [BucketDataset(params, str(source), reso_multiple) for params in blueprint]
+    if not any(d.samples for d in datasets):
+        empty = [folder for d in datasets for folder in d.empty_dirs]
+        raise ConfigError("No data found. Please verify arguments (train_data_dir must be the parent of folders "
+                          "with images)" + (f"; nothing usable in: {', '.join(empty)}" if empty else "") + ".")
+    seed = getattr(args, "seed", None)
+    group = DatasetGroup([d for d in datasets if d.samples], 0 if seed is None else int(seed))
+    logger.info("dataset buckets:\n%s", group.bucket_table())
+    return group
