@@ -21,6 +21,7 @@ from library.anima.flow import noisy_input, velocity_target
 from library.anima.loading import inspect_dit_file, load_anima_dit
 from library.anima.metadata import anima_metadata
 from library.anima.text import AnimaTextEncoder, TextEncoding
+from library.anima.tokenizers import load_t5_tokenizer
 from library.anima.vae import AnimaVAE
 from library.args import parse_args
 from library.errors import ConfigError, UserError
@@ -63,19 +64,20 @@ class AnimaNetworkTrainer(NetworkTrainer):
             raise ConfigError(f"--t5_tokenizer_path (--t5_tokenizer_dir) {args.t5_tokenizer_path}: not a folder. "
                               f"Leave it unset to use the bundled T5 tokenizer.")
         inspect_dit_file(args.pretrained_model_name_or_path)
+        self.t5_tokenizer = load_t5_tokenizer(
+            args.t5_tokenizer_path, auto_download=args.auto_download_t5_tokenizer, repo_id=args.t5_tokenizer_repo_id,
+            subfolder=args.t5_tokenizer_subfolder, modelscope_fallback=args.t5_tokenizer_modelscope_fallback,
+            modelscope_repo_id=args.t5_tokenizer_modelscope_repo_id,
+            modelscope_revision=args.t5_tokenizer_modelscope_revision,
+            modelscope_subfolder=args.t5_tokenizer_modelscope_subfolder)
 
     def load_target_model(self, args: Namespace, accelerator: Any, weight_dtype: torch.dtype) -> ModelParts:
         device = accelerator.device
         dit = load_anima_dit(args.pretrained_model_name_or_path, dtype=weight_dtype, device="cpu")
         vae_dtype = torch.float32 if args.no_half_vae else weight_dtype
         vae = AnimaVAE.load(args.vae, dtype=vae_dtype, device=device)
-        text_encoder = AnimaTextEncoder.load(
-            args.qwen3, t5_tokenizer_dir=args.t5_tokenizer_path, dtype=weight_dtype, device=device,
-            auto_download=args.auto_download_t5_tokenizer, repo_id=args.t5_tokenizer_repo_id,
-            subfolder=args.t5_tokenizer_subfolder, modelscope_fallback=args.t5_tokenizer_modelscope_fallback,
-            modelscope_repo_id=args.t5_tokenizer_modelscope_repo_id,
-            modelscope_revision=args.t5_tokenizer_modelscope_revision,
-            modelscope_subfolder=args.t5_tokenizer_modelscope_subfolder)
+        text_encoder = AnimaTextEncoder.load(args.qwen3, dtype=weight_dtype, device=device,
+                                             t5_tokenizer=self.t5_tokenizer)
         return ModelParts(denoiser=dit, text_encoders=[text_encoder], vae=vae)
 
     def latent_cache_identity(self, args: Namespace) -> dict[str, str]:

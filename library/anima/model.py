@@ -1,0 +1,244 @@
+"""The Anima DiT (Cosmos-Predict2 MiniTrainDIT + `llm_adapter`) and its config, inferred from checkpoint shapes.
+
+Parameter names are the original checkpoint names without prefix, so a state dict loads 1:1 and LoRA module
+paths match what ComfyUI expects. There are no buffers: RoPE is computed per call. The forward recipe is spec
+anima-model.md §3 (ComfyUI/kohya/diffusers agree on it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from library.anima.blocks import Block, FinalLayer
+from library.anima.layers import RMSNorm
+from library.anima.llm_adapter import LLMAdapter, LLMAdapterConfig
+from library.anima.rope import rope_3d
+
+ShapeLike = torch.Tensor | torch.Size | Sequence[int]
+
+
+def _shape(value: ShapeLike) -> tuple[int, ...]:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else tuple(value)
+
+
+def _count_blocks(keys: Sequence[str], prefix: str) -> int:
+    """Highest `<prefix>N.` index + 1 (so a file with blocks 0..35 gives 36)."""
+    indices = [int(key[len(prefix) :].split(".", 1)[0]) for key in keys if key.startswith(prefix)]
+    if not indices:
+        raise ValueError(f"no '{prefix}N.*' keys")
+    return max(indices) + 1
+
+
+@dataclass
+class AnimaConfig:
+    """DiT sizes. Defaults are the real 2B model; `from_state_dict` reads every size from shapes."""
+
+    in_channels: int = 16
+    out_channels: int = 16
+    model_channels: int = 2048
+    num_blocks: int = 28
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    adaln_lora_dim: int = 256
+    crossattn_emb_channels: int = 1024
+    patch_spatial: int = 2
+    patch_temporal: int = 1
+    rope_h_extrapolation_ratio: float = 4.0
+    rope_w_extrapolation_ratio: float = 4.0
+    rope_t_extrapolation_ratio: float = 1.0
+    adapter: LLMAdapterConfig | None = field(default_factory=LLMAdapterConfig)
+
+    @property
+    def head_dim(self) -> int:
+        return self.model_channels // self.num_heads
+
+    @classmethod
+    def from_state_dict(cls, sd: Mapping[str, ShapeLike]) -> AnimaConfig:
+        """Infer the config from un-prefixed keys mapped to tensors or shapes (a header is enough).
+
+        Patch sizes (2 spatial, 1 temporal) and RoPE ratios are Anima's constants, as in ComfyUI; everything
+        else comes from shapes, so the 2B model, 36-/20-block variants and tiny test files share one path.
+        Raises KeyError naming the first key that a DiT must have.
+        """
+        config = cls(adapter=None)
+        patch = config.patch_spatial**2 * config.patch_temporal
+        width, in_features = _shape(sd["x_embedder.proj.1.weight"])
+        head_dim = _shape(sd["blocks.0.self_attn.q_norm.weight"])[0]
+        config.model_channels = width
+        config.in_channels = in_features // patch - 1  # minus the padding-mask channel
+        config.out_channels = _shape(sd["final_layer.linear.weight"])[0] // patch
+        config.num_blocks = _count_blocks(list(sd), "blocks.")
+        config.num_heads = width // head_dim
+        config.mlp_ratio = _shape(sd["blocks.0.mlp.layer1.weight"])[0] / width
+        config.adaln_lora_dim = _shape(sd["blocks.0.adaln_modulation_self_attn.1.weight"])[0]
+        config.crossattn_emb_channels = _shape(sd["blocks.0.cross_attn.k_proj.weight"])[1]
+        if any(key.startswith("llm_adapter.") for key in sd):
+            config.adapter = _adapter_config(sd)
+        return config
+
+
+def _adapter_config(sd: Mapping[str, ShapeLike]) -> LLMAdapterConfig:
+    """Adapter sizes from shapes, as diffusers' Anima converter reads them."""
+    p = "llm_adapter."
+    vocab, target_dim = _shape(sd[p + "embed.weight"])
+    model_dim = _shape(sd[p + "blocks.0.self_attn.q_proj.weight"])[0]
+    return LLMAdapterConfig(
+        source_dim=_shape(sd[p + "blocks.0.cross_attn.k_proj.weight"])[1],
+        target_dim=target_dim,
+        model_dim=model_dim,
+        num_layers=_count_blocks(list(sd), p + "blocks."),
+        num_heads=model_dim // _shape(sd[p + "blocks.0.self_attn.q_norm.weight"])[0],
+        mlp_ratio=_shape(sd[p + "blocks.0.mlp.0.weight"])[0] / model_dim,
+        vocab_size=vocab,
+    )
+
+
+class Patchify(nn.Module):
+    """(B, C, T, H, W) -> (B, T/pt, H/p, W/p, C*pt*p*p), features channel-major (c, t, row, column)."""
+
+    def __init__(self, spatial: int, temporal: int) -> None:
+        super().__init__()
+        self.spatial, self.temporal = spatial, temporal
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        p, pt = self.spatial, self.temporal
+        x = x.reshape(b, c, t // pt, pt, h // p, p, w // p, p)
+        return x.permute(0, 2, 4, 6, 1, 3, 5, 7).flatten(4)
+
+
+class PatchEmbed(nn.Module):
+    """`x_embedder`: `proj.0` patchifies (no parameters), `proj.1` is the Linear."""
+
+    def __init__(self, config: AnimaConfig) -> None:
+        super().__init__()
+        features = (config.in_channels + 1) * config.patch_spatial**2 * config.patch_temporal
+        linear = nn.Linear(features, config.model_channels, bias=False)
+        self.proj = nn.Sequential(Patchify(config.patch_spatial, config.patch_temporal), linear)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class Timesteps(nn.Module):
+    """`t_embedder.0`: sinusoid [cos, sin] of sigma, computed in fp32 (cos first; frequencies 10000^(-k/half))."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.dim // 2
+        k = torch.arange(half, device=t.device, dtype=torch.float32)
+        angles = t.float()[:, None] * torch.exp(-math.log(10000.0) * k / half)[None]
+        return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+class TimestepEmbedding(nn.Module):
+    """`t_embedder.1`: the AdaLN-LoRA term (B, 3*dim) shared by all blocks."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear_1 = nn.Linear(dim, dim, bias=False)
+        self.linear_2 = nn.Linear(dim, 3 * dim, bias=False)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.linear_2(F.silu(self.linear_1(e)))
+
+
+class AnimaDiT(nn.Module):
+    """Anima denoiser: (B, 16, T, h, w) noisy latents + sigma + context (B, N, crossattn) -> velocity."""
+
+    def __init__(self, config: AnimaConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or AnimaConfig()
+        dim = config.model_channels
+        self.x_embedder = PatchEmbed(config)
+        self.t_embedder = nn.Sequential(Timesteps(dim), TimestepEmbedding(dim))
+        self.t_embedding_norm = RMSNorm(dim)
+        self.blocks = nn.ModuleList(
+            Block(dim, config.crossattn_emb_channels, config.num_heads, config.mlp_ratio, config.adaln_lora_dim)
+            for _ in range(config.num_blocks)
+        )
+        out_features = config.patch_spatial**2 * config.patch_temporal * config.out_channels
+        self.final_layer = FinalLayer(dim, out_features, config.adaln_lora_dim)
+        if config.adapter is not None:
+            self.llm_adapter = LLMAdapter(config.adapter)
+        self.gradient_checkpointing = False
+        self.cpu_offload_checkpointing = False
+
+    def enable_gradient_checkpointing(self, cpu_offload: bool = False) -> None:
+        """Recompute each block in backward; with cpu_offload the block inputs wait on the CPU meanwhile."""
+        self.gradient_checkpointing = True
+        self.cpu_offload_checkpointing = cpu_offload
+
+    def disable_gradient_checkpointing(self) -> None:
+        self.gradient_checkpointing = False
+        self.cpu_offload_checkpointing = False
+
+    def _mask_channel(self, padding_mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        """Channel 16: the padding mask (1 = padded) resized (nearest) to the latent, zeros when None (Anima)."""
+        b, _, t, h, w = x.shape
+        if padding_mask is None:
+            return x.new_zeros(b, 1, t, h, w)
+        mask = F.interpolate(padding_mask.to(x.dtype), size=(h, w), mode="nearest")
+        return mask[:, :, None].expand(b, 1, t, h, w)
+
+    def _run_block(self, block: Block, x: torch.Tensor, t_emb: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        """Run one block, checkpointed when enabled; with CPU offload its input and output stay on the CPU."""
+        if not (self.gradient_checkpointing and torch.is_grad_enabled()):
+            return block(x, t_emb, *rest)
+        if not self.cpu_offload_checkpointing:
+            return checkpoint(block, x, t_emb, *rest, use_reentrant=False)
+        device = t_emb.device
+
+        def offloaded(x_cpu: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+            return block(x_cpu.to(device, non_blocking=True), *args).to("cpu")
+
+        return checkpoint(offloaded, x.to("cpu"), t_emb, *rest, use_reentrant=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        context: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x (B, in, T, h, w); timesteps (B,) sigma in [0, 1]; context (B, N, crossattn) -> (B, out, T, h, w).
+
+        Odd h or w is padded circularly to the patch size and the output cropped back (ComfyUI's behaviour).
+        Activations run in the weight dtype; the sinusoid, RoPE and RMSNorms in fp32.
+        """
+        cfg = self.config
+        b, _, frames, h, w = x.shape
+        p, pt = cfg.patch_spatial, cfg.patch_temporal
+        if frames % pt:
+            raise ValueError(f"latent frames ({frames}) must be a multiple of patch_temporal ({pt})")
+        x = F.pad(x, (0, (-w) % p, 0, (-h) % p, 0, 0), mode="circular") if h % p or w % p else x
+        dtype = self.x_embedder.proj[1].weight.dtype
+        x = torch.cat([x, self._mask_channel(padding_mask, x)], dim=1).to(dtype)
+
+        tokens = self.x_embedder(x)
+        grid = tokens.shape[1:4]
+        tokens = tokens.flatten(1, 3)
+        e = self.t_embedder[0](timesteps.reshape(b)).to(dtype)
+        adaln_lora = self.t_embedder[1](e)
+        t_emb = self.t_embedding_norm(e)
+        ratios = (cfg.rope_t_extrapolation_ratio, cfg.rope_h_extrapolation_ratio, cfg.rope_w_extrapolation_ratio)
+        cos, sin = rope_3d(*grid, cfg.head_dim, ratios, device=x.device)
+        context = context.to(dtype)
+        for block in self.blocks:
+            tokens = self._run_block(block, tokens, t_emb, adaln_lora, context, cos, sin)
+
+        out = self.final_layer(tokens.to(t_emb.device), t_emb, adaln_lora)
+        # Output features are spatial-major, channel-minor: (row, column, t, channel).
+        out = out.reshape(b, *grid, p, p, pt, cfg.out_channels).permute(0, 7, 1, 6, 2, 4, 3, 5)
+        out = out.reshape(b, cfg.out_channels, grid[0] * pt, grid[1] * p, grid[2] * p)
+        return out[..., :h, :w]
