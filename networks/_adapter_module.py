@@ -1,0 +1,81 @@
+"""What every adapter module shares: a hidden link to the patched model module, forward patching, loading.
+
+The model module is kept (not replaced) and only its `forward` is swapped, so the DiT's own state dict,
+gradient checkpointing and `load_anima_dit` are untouched. The link is a tuple, so the model module is not
+registered under the network: `network.state_dict()` holds only adapter tensors, under the same suffixes
+as the file (`lora_down.weight`, `lokr_w1`, `w_norm`, `alpha`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from library.errors import ConfigError
+
+
+class AdapterModule(nn.Module):
+    kind = "adapter"
+
+    def __init__(self, path: str, org_module: nn.Module, multiplier: float = 1.0) -> None:
+        super().__init__()
+        self.path = path
+        self._org = (org_module,)
+        self._org_forward = None
+        self.multiplier = multiplier
+        self.scale = 1.0
+        # a restored state (resume, --network_weights) brings its alpha; the scale must follow it
+        self.register_load_state_dict_post_hook(lambda module, _incompatible: module.refresh_scale())
+
+    @property
+    def org_module(self) -> nn.Module:
+        return self._org[0]
+
+    def refresh_scale(self) -> None:
+        """Recompute `self.scale` from the `alpha` buffer (no-op for modules without one)."""
+
+    def delta_weight(self) -> torch.Tensor:
+        """ΔW of the patched weight at multiplier 1, training scale included."""
+        raise NotImplementedError
+
+    def rescale_(self, ratio: float) -> None:
+        """Multiply ΔW by `ratio` (max-norm regularisation) by scaling one factor it is linear in."""
+        raise NotImplementedError
+
+    def apply_to_org(self) -> None:
+        if self._org_forward is None:
+            self._org_forward = self.org_module.forward
+            self.org_module.forward = self.forward
+
+    @torch.no_grad()
+    def merge_to_org(self, multiplier: float) -> None:
+        weight = self.org_module.weight
+        weight += (self.delta_weight() * multiplier).to(weight.device, weight.dtype)
+
+    def load_file_tensors(self, tensors: dict[str, tuple[str, torch.Tensor]]) -> None:
+        """Load `{suffix: (file key, tensor)}`; a missing alpha means scale 1 (alpha = rank)."""
+        own = self.state_dict()
+        for suffix, (key, tensor) in tensors.items():
+            if suffix not in own:
+                raise ConfigError(
+                    f"--network_weights key {key}: the network's {self.kind} module for {self.path} has no "
+                    f"'{suffix}' (it holds {sorted(own)}). Build the network from the file "
+                    "(--dim_from_weights) or choose the matching --network_module / network_dim / factor."
+                )
+            if suffix != "alpha" and tuple(tensor.shape) != tuple(own[suffix].shape):
+                raise ConfigError(
+                    f"--network_weights key {key}: shape {tuple(tensor.shape)} in the file, but the network has "
+                    f"{tuple(own[suffix].shape)} for {self.path}.{suffix}. Use --dim_from_weights or the file's network_dim."
+                )
+        missing = [suffix for suffix in own if suffix != "alpha" and suffix not in tensors]
+        if missing:
+            key = next(iter(tensors.values()))[0]
+            raise ConfigError(f"--network_weights key {key}: the file lacks {missing} for module {self.path}.")
+        values = {suffix: tensor for suffix, (_key, tensor) in tensors.items()}
+        if "alpha" in own and "alpha" not in values:
+            values["alpha"] = torch.tensor(float(self.rank))
+        self.load_state_dict({k: v.reshape(own[k].shape).to(own[k].dtype) for k, v in values.items()})
+
+    @property
+    def rank(self) -> int:
+        raise NotImplementedError

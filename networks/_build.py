@@ -1,0 +1,169 @@
+"""Building a network from `network_args` or from a weights file; the LoRA and LoKr entry points differ
+only in how one Linear's adapter is made (`make_linear`) or read back from a file (`from_tensors`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from library.errors import ConfigError
+from networks._adapter_module import AdapterModule
+from networks._args import first_match, get_arg, parse_bool, parse_float, parse_patterns, parse_regex_values
+from networks._base import AnimaAdapterNetwork, keep_suffixes, read_weights, report_unmatched
+from networks._keys import LOKR_SUFFIXES, LORA_SUFFIXES, group_by_module
+from networks._norm_module import NormModule
+from networks._targets import TargetRules, find_targets, is_norm
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DIM, DEFAULT_ALPHA = 4, 1.0  # kohya's lora_anima defaults
+
+Tensors = dict[str, tuple[str, torch.Tensor]]
+MakeLinear = Callable[[str, nn.Linear, int, float], AdapterModule]
+FromTensors = Callable[[str, nn.Linear, Tensors], AdapterModule]
+
+
+@dataclass
+class CommonOptions:
+    rules: TargetRules
+    dropout: float | None
+    rank_dropout: float | None
+    module_dropout: float | None
+    llm_adapter_lr: float | None
+    norm_lr: float | None
+    verbose: bool
+
+
+def parse_common(kwargs: Mapping[str, Any], neuron_dropout: float | None, prefix: str = "") -> CommonOptions:
+    """Options both network kinds read; `prefix` adds the seed project's aliases (`lokr_rank_dropout`)."""
+
+    def value(name: str) -> Any:
+        return get_arg(kwargs, name, prefix + name) if prefix else kwargs.get(name)
+
+    rules = TargetRules(
+        train_llm_adapter=parse_bool(kwargs.get("train_llm_adapter"), "train_llm_adapter", True),
+        train_norm=parse_bool(kwargs.get("train_norm"), "train_norm", True),
+        include=parse_patterns(kwargs.get("include_patterns"), "include_patterns"),
+        exclude=parse_patterns(kwargs.get("exclude_patterns"), "exclude_patterns"),
+    )
+    return CommonOptions(
+        rules=rules,
+        dropout=parse_float(get_arg(kwargs, "neuron_dropout", "dropout"), "neuron_dropout", neuron_dropout),
+        rank_dropout=parse_float(value("rank_dropout"), "rank_dropout", None),
+        module_dropout=parse_float(value("module_dropout"), "module_dropout", None),
+        llm_adapter_lr=parse_float(kwargs.get("llm_adapter_lr"), "llm_adapter_lr", None),
+        norm_lr=parse_float(kwargs.get("norm_lr"), "norm_lr", None),
+        verbose=parse_bool(kwargs.get("verbose"), "verbose", False),
+    )
+
+
+def model_paths(unet: nn.Module) -> list[str]:
+    """Module paths a file may address: every Linear and every norm with a scale."""
+    return [path for path, m in unet.named_modules() if isinstance(m, nn.Linear) or is_norm(m)]
+
+
+def build_network(
+    module_name: str,
+    unet: nn.Module,
+    multiplier: float,
+    network_dim: int | None,
+    network_alpha: float | None,
+    kwargs: Mapping[str, Any],
+    options: CommonOptions,
+    make_linear: MakeLinear,
+) -> AnimaAdapterNetwork:
+    dim = DEFAULT_DIM if network_dim is None else int(network_dim)
+    alpha = DEFAULT_ALPHA if network_alpha is None else float(network_alpha)
+    reg_dims = parse_regex_values(kwargs.get("network_reg_dims"), "network_reg_dims")
+    reg_alphas = parse_regex_values(kwargs.get("network_reg_alphas"), "network_reg_alphas")
+    linears, norms = find_targets(unet, options.rules)
+    adapters: list[AdapterModule] = []
+    for path, linear in linears:
+        module_dim = first_match(reg_dims, path)
+        module_alpha = first_match(reg_alphas, path)
+        adapters.append(
+            make_linear(
+                path,
+                linear,
+                dim if module_dim is None else int(module_dim),
+                alpha if module_alpha is None else module_alpha,
+            )
+        )
+    adapters += [NormModule(path, norm) for path, norm in norms]
+    if options.verbose:
+        for adapter in adapters:
+            logger.info("  %s %s rank %s scale %.6g", adapter.kind, adapter.path, adapter.rank, adapter.scale)
+    return AnimaAdapterNetwork(
+        module_name,
+        adapters,
+        model_paths(unet),
+        multiplier,
+        dim,
+        alpha,
+        {k: str(v) for k, v in kwargs.items()},
+        options.llm_adapter_lr,
+        options.norm_lr,
+    )
+
+
+def build_from_weights(
+    module_name: str,
+    kind: str,
+    other: tuple[str, str],
+    unet: nn.Module,
+    multiplier: float,
+    file: str | None,
+    weights_sd: dict[str, torch.Tensor] | None,
+    kwargs: Mapping[str, Any],
+    options: CommonOptions,
+    from_tensors: FromTensors,
+) -> tuple[AnimaAdapterNetwork, dict[str, torch.Tensor]]:
+    """A network holding exactly the file's modules, with the file's ranks, layouts and alphas.
+
+    `other` = (kind, module) of the adapter kind this network does not build, for the error message."""
+    weights = weights_sd if weights_sd is not None else read_weights(file)
+    source = str(file) if file is not None else "weights"
+    paths = model_paths(unet)
+    modules = dict(unet.named_modules())
+    grouped, unmatched = group_by_module(weights, paths)
+    own_suffixes = LORA_SUFFIXES if kind == "lora" else LOKR_SUFFIXES
+    other_suffixes = LOKR_SUFFIXES if kind == "lora" else LORA_SUFFIXES
+    adapters: list[AdapterModule] = []
+    for path, tensors in grouped.items():
+        module = modules[path]
+        foreign = [key for suffix, (key, _t) in tensors.items() if suffix in other_suffixes]
+        if foreign and isinstance(module, nn.Linear):
+            raise ConfigError(
+                f"{source}: key {foreign[0]} is a {other[0]} weight; load this file with --network_module {other[1]}."
+            )
+        if isinstance(module, nn.Linear) and any(s in own_suffixes for s in tensors):
+            adapter = from_tensors(path, module, tensors)
+        elif is_norm(module) and "w_norm" in tensors:
+            tensors = keep_suffixes(tensors, ("w_norm",), unmatched)
+            adapter = NormModule(path, module)
+        else:
+            unmatched.extend(key for key, _t in tensors.values())
+            continue
+        adapter.load_file_tensors(tensors)
+        adapters.append(adapter)
+    report_unmatched(unmatched, len(adapters), source)
+    linear = [a for a in adapters if a.kind != "norm"]
+    dim = linear[0].rank if linear else DEFAULT_DIM
+    alpha = float(linear[0].alpha) if linear else DEFAULT_ALPHA
+    network = AnimaAdapterNetwork(
+        module_name,
+        adapters,
+        paths,
+        multiplier,
+        dim,
+        alpha,
+        {k: str(v) for k, v in kwargs.items()},
+        options.llm_adapter_lr,
+        options.norm_lr,
+    )
+    return network, weights

@@ -1,0 +1,125 @@
+"""LoKr on one Linear with LyCORIS's shapes and scale (adapter-files.md §4.1).
+
+ΔW = scale · kron(w1, w2); w1 [out_l, in_m], w2 [out_k, in_n] from `factorization(out/in, factor)`.
+w1 is split into `lokr_w1_a @ lokr_w1_b` only with decompose_both and rank < max(w1)/2; w2 is split into
+`lokr_w2_a @ lokr_w2_b` when rank < max(w2)/2; `full_matrix` keeps both whole. The scale is alpha / rank
+when a half is split and 1 when both are whole, exactly what ComfyUI applies to the saved file (it ignores
+alpha then), so the stored alpha is the rank in that case, as LyCORIS stores it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from networks._adapter_module import AdapterModule
+
+
+def factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
+    """(m, n), m ≤ n, m · n = dimension: (factor, dimension / factor) when factor divides it, else the
+    divisor pair with m ≤ factor (no bound for factor ≤ 0) whose sum is smallest."""
+    if factor > 0 and dimension % factor == 0:
+        small, large = sorted((factor, dimension // factor))
+        return small, large
+    limit = dimension if factor <= 0 else factor
+    best = (1, dimension)
+    for m in range(2, math.isqrt(dimension) + 1):
+        if m > limit:
+            break
+        if dimension % m == 0:
+            best = (m, dimension // m)
+    return best
+
+
+@dataclass(frozen=True)
+class LoKrLayout:
+    w1: tuple[int, int]
+    w2: tuple[int, int]
+    rank: int
+    split_w1: bool
+    split_w2: bool
+
+    @property
+    def both_whole(self) -> bool:
+        return not (self.split_w1 or self.split_w2)
+
+
+def lokr_layout(
+    out_features: int, in_features: int, rank: int, factor: int, decompose_both: bool, full_matrix: bool
+) -> LoKrLayout:
+    out_l, out_k = factorization(out_features, factor)
+    in_m, in_n = factorization(in_features, factor)
+    split_w1 = decompose_both and not full_matrix and rank < max(out_l, in_m) / 2
+    split_w2 = not full_matrix and rank < max(out_k, in_n) / 2
+    return LoKrLayout((out_l, in_m), (out_k, in_n), rank, split_w1, split_w2)
+
+
+class LoKrModule(AdapterModule):
+    kind = "lokr"
+
+    def __init__(
+        self,
+        path: str,
+        org_module: nn.Linear,
+        layout: LoKrLayout,
+        alpha: float | None,
+        multiplier: float = 1.0,
+        rank_dropout: float | None = None,
+        module_dropout: float | None = None,
+    ) -> None:
+        super().__init__(path, org_module, multiplier)
+        self.layout = layout
+        device = None if org_module.weight.is_meta else org_module.weight.device
+        r = layout.rank
+
+        def param(*shape: int, zero: bool = False) -> nn.Parameter:
+            tensor = torch.empty(*shape, device=device)
+            return nn.Parameter(tensor.zero_() if zero else nn.init.kaiming_uniform_(tensor, a=math.sqrt(5)))
+
+        if layout.split_w1:
+            self.lokr_w1_a, self.lokr_w1_b = param(layout.w1[0], r), param(r, layout.w1[1])
+        else:
+            self.lokr_w1 = param(*layout.w1)
+        if layout.split_w2:
+            self.lokr_w2_a, self.lokr_w2_b = param(layout.w2[0], r), param(r, layout.w2[1], zero=True)
+        else:
+            self.lokr_w2 = param(*layout.w2, zero=True)
+        stored = r if layout.both_whole or not alpha else alpha
+        self.register_buffer("alpha", torch.tensor(float(stored)))
+        self.rank_dropout, self.module_dropout = rank_dropout, module_dropout
+        self.refresh_scale()
+
+    @property
+    def rank(self) -> int:
+        return self.layout.rank
+
+    def refresh_scale(self) -> None:
+        self.scale = 1.0 if self.layout.both_whole else float(self.alpha) / self.layout.rank
+
+    def _w1(self) -> torch.Tensor:
+        return self.lokr_w1_a @ self.lokr_w1_b if self.layout.split_w1 else self.lokr_w1
+
+    def _w2(self) -> torch.Tensor:
+        return self.lokr_w2_a @ self.lokr_w2_b if self.layout.split_w2 else self.lokr_w2
+
+    def delta_weight(self) -> torch.Tensor:
+        return torch.kron(self._w1(), self._w2()) * self.scale
+
+    @torch.no_grad()
+    def rescale_(self, ratio: float) -> None:
+        (self.lokr_w2_a if self.layout.split_w2 else self.lokr_w2).mul_(ratio)
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        out = self._org_forward(x, *args, **kwargs)
+        if self.training and self.module_dropout and torch.rand(()) < self.module_dropout:
+            return out
+        delta = self.delta_weight()
+        if self.training and self.rank_dropout:
+            # LyCORIS's LoKr rank dropout: drop whole output rows of ΔW, no rescaling
+            keep = torch.rand(delta.shape[0], 1, device=delta.device) > self.rank_dropout
+            delta = delta * keep.to(delta.dtype)
+        update = torch.nn.functional.linear(x.to(delta.dtype), delta * self.multiplier)
+        return out + update.to(out.dtype)

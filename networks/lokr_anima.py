@@ -1,0 +1,110 @@
+"""kohya network module `networks.lokr_anima`: LoKr (LyCORIS semantics) on the Anima DiT, plus norm deltas.
+
+network_args: `factor` (default 8), `full_matrix`, `decompose_both`, `rank_dropout`, `module_dropout`, and
+the seed project's `lokr_`-prefixed aliases. `network_dim >= 100000` means full matrix (both Kronecker
+halves whole), the convention of LyCORIS's docs and the seed project; the dim is kept as given.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from library.errors import ConfigError
+from networks._args import get_arg, parse_bool, parse_int
+from networks._base import AnimaAdapterNetwork
+from networks._build import Tensors, build_from_weights, build_network, parse_common
+from networks._lokr_module import LoKrLayout, LoKrModule, lokr_layout
+
+logger = logging.getLogger(__name__)
+
+MODULE_NAME = "networks.lokr_anima"
+DEFAULT_FACTOR = 8
+FULL_MATRIX_DIM = 100000
+
+
+def create_network(
+    multiplier: float,
+    network_dim: int | None,
+    network_alpha: float | None,
+    vae,
+    text_encoders,
+    unet: nn.Module,
+    neuron_dropout: float | None = None,
+    **kwargs: Any,
+) -> AnimaAdapterNetwork:
+    options = parse_common(kwargs, None, prefix="lokr_")
+    if options.dropout or neuron_dropout:
+        logger.warning("LoKr has no neuron dropout (as in LyCORIS); use rank_dropout or module_dropout.")
+    factor = parse_int(get_arg(kwargs, "factor", "lokr_factor"), "factor", DEFAULT_FACTOR)
+    decompose_both = parse_bool(get_arg(kwargs, "decompose_both", "lokr_decompose_both"), "decompose_both", False)
+    full_matrix = parse_bool(get_arg(kwargs, "full_matrix", "lokr_full_matrix"), "full_matrix", False)
+    if factor == 0 or factor < -1:
+        raise ConfigError(f"network_args factor={factor}: use a positive factor, or -1 for the most balanced split.")
+
+    def make_linear(path: str, linear: nn.Linear, dim: int, alpha: float) -> LoKrModule:
+        full = full_matrix or dim >= FULL_MATRIX_DIM
+        layout = lokr_layout(linear.out_features, linear.in_features, dim, factor, decompose_both, full)
+        return LoKrModule(path, linear, layout, alpha, multiplier, options.rank_dropout, options.module_dropout)
+
+    return build_network(MODULE_NAME, unet, multiplier, network_dim, network_alpha, kwargs, options, make_linear)
+
+
+def layout_from_tensors(path: str, linear: nn.Linear, tensors: Tensors) -> LoKrLayout:
+    """The layout a file's LoKr tensors describe; the rank is the split half's (ComfyUI's rule: w2's wins)."""
+    shapes = {suffix: tuple(tensor.shape) for suffix, (_key, tensor) in tensors.items()}
+    split_w1, split_w2 = "lokr_w1" not in shapes, "lokr_w2" not in shapes
+    try:
+        w1 = (shapes["lokr_w1_a"][0], shapes["lokr_w1_b"][1]) if split_w1 else shapes["lokr_w1"]
+        w2 = (shapes["lokr_w2_a"][0], shapes["lokr_w2_b"][1]) if split_w2 else shapes["lokr_w2"]
+    except KeyError as missing:
+        key = next(iter(tensors.values()))[0]
+        raise ConfigError(f"--network_weights key {key}: module {path} lacks {missing.args[0]}.") from None
+    if (w1[0] * w2[0], w1[1] * w2[1]) != (linear.out_features, linear.in_features):
+        key = next(iter(tensors.values()))[0]
+        raise ConfigError(
+            f"--network_weights key {key}: kron of {w1} and {w2} is {(w1[0] * w2[0], w1[1] * w2[1])}, "
+            f"but {path} is {(linear.out_features, linear.in_features)}."
+        )
+    if split_w2:
+        rank = shapes["lokr_w2_b"][0]
+    elif split_w1:
+        rank = shapes["lokr_w1_b"][0]
+    else:
+        rank = max(1, round(float(tensors["alpha"][1]))) if "alpha" in tensors else max(w2)
+    return LoKrLayout(tuple(w1), tuple(w2), rank, split_w1, split_w2)
+
+
+def create_network_from_weights(
+    multiplier: float,
+    file: str | None,
+    vae,
+    text_encoders,
+    unet: nn.Module,
+    weights_sd: dict[str, torch.Tensor] | None = None,
+    for_inference: bool = False,
+    **kwargs: Any,
+) -> tuple[AnimaAdapterNetwork, dict[str, torch.Tensor]]:
+    """Layout per module (which halves are split, rank) and alpha from the file."""
+    options = parse_common(kwargs, None, prefix="lokr_")
+
+    def from_tensors(path: str, linear: nn.Linear, tensors: Tensors) -> LoKrModule:
+        alpha = float(tensors["alpha"][1]) if "alpha" in tensors else None
+        layout = layout_from_tensors(path, linear, tensors)
+        return LoKrModule(path, linear, layout, alpha, multiplier, options.rank_dropout, options.module_dropout)
+
+    return build_from_weights(
+        MODULE_NAME,
+        "lokr",
+        ("LoRA", "networks.lora_anima"),
+        unet,
+        multiplier,
+        file,
+        weights_sd,
+        kwargs,
+        options,
+        from_tensors,
+    )

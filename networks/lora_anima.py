@@ -1,0 +1,76 @@
+"""kohya network module `networks.lora_anima`: LoRA on the Anima DiT (and its llm_adapter), plus norm deltas.
+
+Files are written as `diffusion_model.<module>.lora_down.weight` / `.lora_up.weight` / `.alpha` and
+`<module>.w_norm`, which ComfyUI loads unchanged (adapter-files.md §10).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from networks._base import AnimaAdapterNetwork
+from networks._build import Tensors, build_from_weights, build_network, parse_common
+from networks._lora_module import LoRAModule
+
+MODULE_NAME = "networks.lora_anima"
+
+
+def create_network(
+    multiplier: float,
+    network_dim: int | None,
+    network_alpha: float | None,
+    vae,
+    text_encoders,
+    unet: nn.Module,
+    neuron_dropout: float | None = None,
+    **kwargs: Any,
+) -> AnimaAdapterNetwork:
+    options = parse_common(kwargs, neuron_dropout)
+
+    def make_linear(path: str, linear: nn.Linear, dim: int, alpha: float) -> LoRAModule:
+        return LoRAModule(
+            path, linear, dim, alpha, multiplier, options.dropout, options.rank_dropout, options.module_dropout
+        )
+
+    return build_network(MODULE_NAME, unet, multiplier, network_dim, network_alpha, kwargs, options, make_linear)
+
+
+def create_network_from_weights(
+    multiplier: float,
+    file: str | None,
+    vae,
+    text_encoders,
+    unet: nn.Module,
+    weights_sd: dict[str, torch.Tensor] | None = None,
+    for_inference: bool = False,
+    **kwargs: Any,
+) -> tuple[AnimaAdapterNetwork, dict[str, torch.Tensor]]:
+    """Rank per module from `lora_down` rows, alpha from the file (missing alpha: alpha = rank)."""
+    options = parse_common(kwargs, None)
+
+    def from_tensors(path: str, linear: nn.Linear, tensors: Tensors) -> LoRAModule:
+        rank = (
+            tensors["lora_down.weight"][1].shape[0]
+            if "lora_down.weight" in tensors
+            else tensors["lora_up.weight"][1].shape[1]
+        )
+        alpha = float(tensors["alpha"][1]) if "alpha" in tensors else None
+        return LoRAModule(
+            path, linear, rank, alpha, multiplier, options.dropout, options.rank_dropout, options.module_dropout
+        )
+
+    return build_from_weights(
+        MODULE_NAME,
+        "lora",
+        ("LoKr", "networks.lokr_anima"),
+        unet,
+        multiplier,
+        file,
+        weights_sd,
+        kwargs,
+        options,
+        from_tensors,
+    )
