@@ -186,7 +186,8 @@ def test_fp8_scaled_file_is_refused(tmp_path, no_weight_reads):
     sd = {k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v for k, v in tiny_state_dict().items()}
     sd |= {k.replace(".weight", ".scale_weight"): torch.ones(()) for k, v in sd.items() if v.ndim == 2}
     path = tmp_path / "anima_fp8_scaled.safetensors"
-    save_file({"model.diffusion_model." + k: v for k, v in sd.items()}, str(path))
+    # ComfyUI's fp8-scaled saves also carry a bare, unprefixed `scaled_fp8` marker tensor
+    save_file({"model.diffusion_model." + k: v for k, v in sd.items()} | {"scaled_fp8": torch.zeros(2)}, str(path))
     assert inspect_dit_file(path, strict=False).fp8_scaled
     expect_error(path, "fp8-scaled", "bf16")
 

@@ -118,10 +118,12 @@ def inspect_dit_file(path: str | os.PathLike, strict: bool = True) -> DiTFileInf
     shapes: dict[str, list[int]] = {}
     foreign = []
     for key, entry in header.items():
+        if any(marker in key for marker in FP8_MARKERS):
+            continue  # fp8 scale tensors (ComfyUI's bare `scaled_fp8` too): reported as fp8, not as unknown keys
         name = key[len(prefix) :] if key.startswith(prefix) else None
         if name is None:
             foreign.append(key)
-        elif name not in ROPE_BUFFERS and not any(marker in name for marker in FP8_MARKERS):
+        elif name not in ROPE_BUFFERS:
             shapes[name] = entry["shape"]
     try:
         config = AnimaConfig.from_state_dict(shapes)
