@@ -152,7 +152,7 @@ class NetworkTrainer:
         bundle = build_optimizer(args, groups)
         args._optimizer_description = bundle.description
         loader = torch.utils.data.DataLoader(
-            dataset, batch_size=1, shuffle=False, collate_fn=_first,
+            BatchView(dataset), batch_size=1, shuffle=False, collate_fn=_first,
             num_workers=min(args.max_data_loader_n_workers or 0, torch.get_num_threads()))
         grad_accum = args.gradient_accumulation_steps
         steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / grad_accum)
@@ -225,6 +225,20 @@ class NetworkTrainer:
         if isinstance(result, tuple):
             return result
         return result, [f"group{i}" for i in range(len(result))]
+
+
+class BatchView(torch.utils.data.Dataset):
+    """The dataset's batches without its `set_epoch`: accelerate's prepared loader calls `set_epoch` with its own
+    0-based iteration count, which would override the loop's 1-based epoch (and differ after a resume)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
 
 
 def _first(items: list[Any]) -> Any:
