@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from library.anima import sample_images as anima_samples
 from library.anima.args import add_anima_arguments
 from library.anima.conditioning import build_context, collate_text
 from library.anima.flow import noisy_input, velocity_target
@@ -27,6 +28,7 @@ from library.args import parse_args
 from library.errors import ConfigError, UserError
 from library.registries.timesteps import sample_sigmas
 from library.registries.weightings import loss_weighting
+from library.sample_prompts import load_sample_prompts
 from library.trainer import ModelParts, NetworkTrainer
 
 logger = logging.getLogger("anima_train_network")
@@ -70,6 +72,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
             modelscope_repo_id=args.t5_tokenizer_modelscope_repo_id,
             modelscope_revision=args.t5_tokenizer_modelscope_revision,
             modelscope_subfolder=args.t5_tokenizer_modelscope_subfolder)
+        anima_samples.validate_sampling_args(args)
 
     def load_target_model(self, args: Namespace, accelerator: Any, weight_dtype: torch.dtype) -> ModelParts:
         device = accelerator.device
@@ -95,6 +98,9 @@ class AnimaNetworkTrainer(NetworkTrainer):
         return [{"qwen_hidden": e.qwen_hidden, "t5_ids": e.t5_ids, "t5_weights": e.t5_weights} for e in encodings]
 
     def release_text_encoders(self, args: Namespace, models: ModelParts) -> None:
+        if args.sample_prompts and models.text_encoders:
+            self.sample_prompt_encodings = anima_samples.encode_sample_prompts(
+                models.text_encoders[0], load_sample_prompts(args.sample_prompts))
         models.text_encoders.clear()
         gc.collect()
         if torch.cuda.is_available():
@@ -120,6 +126,11 @@ class AnimaNetworkTrainer(NetworkTrainer):
         x = noisy_input(latents, model_noise, sigmas).unsqueeze(2)
         pred = dit(x.to(dtype), sigmas.to(dtype), context.to(dtype)).squeeze(2)
         return pred, velocity_target(latents, noise), sigmas, loss_weighting(args, sigmas)
+
+    def sample_images(self, accelerator: Any, args: Namespace, epoch: int | None, global_step: int,
+                      models: ModelParts, network: Any) -> None:
+        anima_samples.sample_images(accelerator, args, epoch, global_step, models, network,
+                                    encoded=getattr(self, "sample_prompt_encodings", None))
 
     def update_metadata(self, metadata: dict[str, str], args: Namespace) -> None:
         metadata.update(anima_metadata(args))

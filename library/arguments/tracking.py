@@ -4,27 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from .types import NO_EFFECT
-
-_SAMPLERS = [
-    "ddim",
-    "pndm",
-    "lms",
-    "euler",
-    "euler_a",
-    "heun",
-    "dpm_2",
-    "dpm_2_a",
-    "dpmsolver",
-    "dpmsolver++",
-    "dpmsingle",
-    "k_lms",
-    "k_euler",
-    "k_euler_a",
-    "k_dpm_2",
-    "k_dpm_2_a",
-]
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("logging and samples")
@@ -47,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--sample_sampler",
         type=str,
-        default="ddim",
-        choices=_SAMPLERS,
-        help=f"SD sampler for samples {NO_EFFECT}: Anima samples with flow-matching Euler.",
+        default=None,
+        help="Sampler for sample images: er_sde (default, ComfyUI's choice for Anima), euler, euler_ancestral "
+        "(euler_a), dpmpp_2m. A prompt's own --ss wins.",
     )
