@@ -17,8 +17,12 @@ import torch
 
 from library.anima import sample_images as anima_samples
 from library.anima.args import add_anima_arguments
+from library.anima.attention_backend import apply_sdpa_backends, resolve_attn_mode
+from library.anima.block_swap import enable_block_swap, validate_blocks_to_swap
+from library.anima.compile import compile_blocks
 from library.anima.conditioning import build_context, collate_text
 from library.anima.flow import noisy_input, velocity_target
+from library.anima.fp8 import apply_fp8_base
 from library.anima.loading import inspect_dit_file, load_anima_dit
 from library.anima.metadata import anima_metadata
 from library.anima.text import AnimaTextEncoder, TextEncoding
@@ -65,7 +69,10 @@ class AnimaNetworkTrainer(NetworkTrainer):
         if args.t5_tokenizer_path and not Path(args.t5_tokenizer_path).is_dir():
             raise ConfigError(f"--t5_tokenizer_path (--t5_tokenizer_dir) {args.t5_tokenizer_path}: not a folder. "
                               f"Leave it unset to use the bundled T5 tokenizer.")
-        inspect_dit_file(args.pretrained_model_name_or_path)
+        info = inspect_dit_file(args.pretrained_model_name_or_path)
+        if args.blocks_to_swap:
+            validate_blocks_to_swap(args.blocks_to_swap, info.config.num_blocks)
+        self.sdpa_backends = resolve_attn_mode(args.attn_mode, args.xformers)
         self.t5_tokenizer = load_t5_tokenizer(
             args.t5_tokenizer_path, auto_download=args.auto_download_t5_tokenizer, repo_id=args.t5_tokenizer_repo_id,
             subfolder=args.t5_tokenizer_subfolder, modelscope_fallback=args.t5_tokenizer_modelscope_fallback,
@@ -76,12 +83,28 @@ class AnimaNetworkTrainer(NetworkTrainer):
 
     def load_target_model(self, args: Namespace, accelerator: Any, weight_dtype: torch.dtype) -> ModelParts:
         device = accelerator.device
+        if device.type == "cpu":  # gloo runs report "cpu:0", which safetensors refuses as a load device
+            device = torch.device("cpu")
         dit = load_anima_dit(args.pretrained_model_name_or_path, dtype=weight_dtype, device="cpu")
+        if args.fp8_base or args.fp8_base_unet:
+            apply_fp8_base(dit, weight_dtype)  # before the network wraps the Linears' forward
         vae_dtype = torch.float32 if args.no_half_vae else weight_dtype
         vae = AnimaVAE.load(args.vae, dtype=vae_dtype, device=device)
         text_encoder = AnimaTextEncoder.load(args.qwen3, dtype=weight_dtype, device=device,
                                              t5_tokenizer=self.t5_tokenizer)
         return ModelParts(denoiser=dit, text_encoders=[text_encoder], vae=vae)
+
+    def place_denoiser(self, args: Namespace, accelerator: Any, models: ModelParts, weight_dtype: torch.dtype) -> None:
+        """fp8 storage survives the cast; block swap keeps N blocks on the CPU; then attention kernels and compile."""
+        dit = models.denoiser
+        if args.blocks_to_swap:
+            dit.to(dtype=weight_dtype)
+            enable_block_swap(dit, args.blocks_to_swap, accelerator.device)
+        else:
+            dit.to(accelerator.device, dtype=weight_dtype)
+        apply_sdpa_backends(self.sdpa_backends)
+        if args.torch_compile:
+            compile_blocks(dit, backend=args.dynamo_backend)
 
     def latent_cache_identity(self, args: Namespace) -> dict[str, str]:
         return {"vae": file_identity(args.vae)}

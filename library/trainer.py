@@ -10,14 +10,17 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import os
 import random
 import time
 from argparse import ArgumentParser, Namespace
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
 from library import state as state_lib
 from library.args import build_parser
@@ -76,6 +79,11 @@ class NetworkTrainer:
     def release_text_encoders(self, args: Namespace, models: ModelParts) -> None:
         """Called when text outputs are cached: the text encoders are no longer needed in memory."""
 
+    def place_denoiser(self, args: Namespace, accelerator: Accelerator, models: ModelParts,
+                       weight_dtype: torch.dtype) -> None:
+        """Put the frozen denoiser on its device (a model may keep parts elsewhere, e.g. block swap)."""
+        models.denoiser.to(accelerator.device, dtype=weight_dtype)
+
     def network_kwargs(self, args: Namespace) -> dict[str, str]:
         """Extra `network_args` the model adds (e.g. Anima's --train_norm)."""
         return {}
@@ -131,8 +139,7 @@ class NetworkTrainer:
         dataset = build_dataset_group(args, reso_multiple=self.bucket_reso_multiple)
         self._check_cache_options(args, dataset)
 
-        accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=_log_with(args),
-                                  project_dir=args.logging_dir)
+        accelerator = make_accelerator(args)
         torch.manual_seed(args.seed)
         weight_dtype = WEIGHT_DTYPES[args.mixed_precision]
         models = self.load_target_model(args, accelerator, weight_dtype)
@@ -142,7 +149,7 @@ class NetworkTrainer:
         if args.gradient_checkpointing and hasattr(models.denoiser, "enable_gradient_checkpointing"):
             models.denoiser.enable_gradient_checkpointing(cpu_offload=bool(args.cpu_offload_checkpointing))
         models.denoiser.requires_grad_(False)
-        models.denoiser.to(accelerator.device, dtype=weight_dtype)
+        self.place_denoiser(args, accelerator, models, weight_dtype)
         if args.full_bf16:
             network.to(torch.bfloat16)
         elif args.full_fp16:
@@ -239,6 +246,28 @@ class BatchView(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Any:
         return self.dataset[index]
+
+
+def make_accelerator(args: Namespace) -> Accelerator:
+    """The run's Accelerator, with kohya's DDP options (--ddp_timeout, --ddp_gradient_as_bucket_view,
+    --ddp_static_graph) and gloo on machines without an accelerator device."""
+    handlers: list[Any] = []
+    if args.ddp_timeout:
+        handlers.append(InitProcessGroupKwargs(timeout=timedelta(minutes=args.ddp_timeout)))
+    if args.ddp_gradient_as_bucket_view or args.ddp_static_graph:
+        handlers.append(DistributedDataParallelKwargs(gradient_as_bucket_view=args.ddp_gradient_as_bucket_view,
+                                                      static_graph=args.ddp_static_graph))
+    return Accelerator(mixed_precision=args.mixed_precision, log_with=_log_with(args), project_dir=args.logging_dir,
+                       cpu=_multi_process_without_device(), kwargs_handlers=handlers)
+
+
+def _multi_process_without_device() -> bool:
+    """accelerate (1.15) only starts gloo (MULTI_CPU) when told `cpu=True`; without it, `accelerate launch
+    --multi_gpu --num_processes N` on a machine with no GPU runs N unconnected copies of a 1-process run."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    has_device = getattr(torch, "accelerator", None)
+    return not (has_device.is_available() if has_device is not None else torch.cuda.is_available())
 
 
 def _first(items: list[Any]) -> Any:

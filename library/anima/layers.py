@@ -7,9 +7,27 @@ overflow or round badly (kohya and ComfyUI normalise in fp32 too). Attention goe
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+_SDPA_BACKENDS: list[SDPBackend] | None = None
+
+
+def set_sdpa_backends(backends: list[SDPBackend] | None) -> None:
+    """Restrict every attention call to these SDPA kernels (None: torch's choice). Process-wide and applied per
+    call, so the recomputation of a checkpointed block uses the same kernel as its forward."""
+    global _SDPA_BACKENDS
+    _SDPA_BACKENDS = backends
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    context = sdpa_kernel(_SDPA_BACKENDS) if _SDPA_BACKENDS is not None else contextlib.nullcontext()
+    with context:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
 class RMSNorm(nn.RMSNorm):
@@ -42,9 +60,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch
     This is what an empty caption (all-masked Qwen states) reaches in the adapter's cross-attention.
     """
     if key_mask is None:
-        return F.scaled_dot_product_attention(q, k, v)
+        return _sdpa(q, k, v)
     key_mask = key_mask.to(device=q.device, dtype=torch.bool)
     has_keys = key_mask.any(dim=-1)
     mask = key_mask | ~has_keys[:, None]
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])
+    out = _sdpa(q, k, v, mask[:, None, None, :])
     return out * has_keys[:, None, None, None].to(out.dtype)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -100,6 +101,14 @@ def _adapter_config(sd: Mapping[str, ShapeLike]) -> LLMAdapterConfig:
     )
 
 
+class BlockHooks(Protocol):
+    """Called by `AnimaDiT.forward` around every block, outside checkpointing (block swap: block_swap.py)."""
+
+    def before_block(self, index: int, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def after_block(self, index: int, tokens: torch.Tensor) -> torch.Tensor: ...
+
+
 class Patchify(nn.Module):
     """(B, C, T, H, W) -> (B, T/pt, H/p, W/p, C*pt*p*p), features channel-major (c, t, row, column)."""
 
@@ -173,6 +182,7 @@ class AnimaDiT(nn.Module):
             self.llm_adapter = LLMAdapter(config.adapter)
         self.gradient_checkpointing = False
         self.cpu_offload_checkpointing = False
+        self.block_hooks: BlockHooks | None = None
 
     def enable_gradient_checkpointing(self, cpu_offload: bool = False) -> None:
         """Recompute each block in backward; with cpu_offload the block inputs wait on the CPU meanwhile."""
@@ -234,8 +244,12 @@ class AnimaDiT(nn.Module):
         ratios = (cfg.rope_t_extrapolation_ratio, cfg.rope_h_extrapolation_ratio, cfg.rope_w_extrapolation_ratio)
         cos, sin = rope_3d(*grid, cfg.head_dim, ratios, device=x.device)
         context = context.to(dtype)
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
+            if self.block_hooks is not None:
+                tokens = self.block_hooks.before_block(index, tokens)
             tokens = self._run_block(block, tokens, t_emb, adaln_lora, context, cos, sin)
+            if self.block_hooks is not None:
+                tokens = self.block_hooks.after_block(index, tokens)
 
         out = self.final_layer(tokens.to(t_emb.device), t_emb, adaln_lora)
         # Output features are spatial-major, channel-minor: (row, column, t, channel).

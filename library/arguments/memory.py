@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-ATTN_MODES = ["torch", "sdpa", "xformers", "flash", "sageattn"]
+ATTN_MODES = ["torch", "sdpa", "flash", "mem_efficient", "math", "xformers", "sageattn"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,10 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--unsloth_offload_checkpointing", action="store_true", help="Asynchronous activation offload (kohya Anima)."
     )
     g.add_argument(
-        "--fp8_base", action="store_true", help="Keep the base model in fp8 (kohya turns this off for Anima)."
+        "--fp8_base", action="store_true", help="Store the DiT's attention/MLP Linear weights in float8_e4m3fn (per-tensor scale), computed in the "
+        "training dtype; the LoRA stays in higher precision. About halves the DiT's weight memory."
     )
     g.add_argument(
-        "--fp8_base_unet", action="store_true", help="Keep only the DiT in fp8 (kohya turns this off for Anima)."
+        "--fp8_base_unet", action="store_true", help="Same as --fp8_base for Anima (Qwen3 is never stored in fp8)."
     )
     g.add_argument(
         "--blocks_to_swap",
@@ -36,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--torch_compile",
         action="store_true",
-        help="Compile the model with torch.compile (recompiles per bucket shape).",
+        help="Compile each DiT block with torch.compile (dynamic shapes, so buckets do not force full recompiles); "
+        "backend from --dynamo_backend.",
     )
     g.add_argument("--sdpa", action="store_true", help="Use PyTorch scaled-dot-product attention.")
     g.add_argument("--xformers", action="store_true", help="Use xformers attention (for Anima: needs --split_attn).")
@@ -46,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=str,
         default=None,
         choices=ATTN_MODES,
-        help="Attention backend; overrides --sdpa/--xformers (sdpa = torch; sageattn is for inference only).",
+        help="Attention kernel: torch/sdpa (PyTorch picks), flash, mem_efficient or math (forced). xformers and "
+        "sageattn are not supported (use sdpa).",
     )
     g.add_argument("--vae_batch_size", type=int, default=1, help="Images per VAE batch when caching latents.")
     g.add_argument(
