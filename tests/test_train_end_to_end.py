@@ -49,10 +49,13 @@ def fixed_eval_loss(tiny: Path, image: Path, caption: str, lora: Path | None) ->
         return float(torch.mean((pred - velocity_target(latents, noise)) ** 2))
 
 
-def test_forty_steps_on_one_image_halve_the_loss(tiny: Path, tmp_path: Path) -> None:
+def test_forty_steps_on_one_image_halve_the_loss(tiny: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     dataset = one_image_dataset(tiny, tmp_path)
     out = train(tiny, tmp_path / "out", "--max_train_steps", "40", "--learning_rate", "1e-2", "--network_dim", "8",
                 "--network_alpha", "8", dataset=dataset)
+    progress = capsys.readouterr().err
+    assert "40/40" in progress and "loss=" in progress and ("it/s" in progress or "s/it" in progress)
     lora = out / "anima_tiny_lora.safetensors"
     image = sorted((tmp_path / "one_image").glob("*.png"))[0]
     caption = image.with_suffix(".txt").read_text(encoding="utf-8").strip()
