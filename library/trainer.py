@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
+from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, broadcast_object_list
 
 from library import state as state_lib
 from library.args import build_parser
@@ -133,13 +133,13 @@ class NetworkTrainer:
 
         started_at = time.time()
         resume = self.validate(args)
+        accelerator = make_accelerator(args)
         if args.seed is None:
-            args.seed = random.randint(0, 2**31 - 1)
+            args.seed = shared_random_seed(accelerator)
             logger.info("no --seed given: using %d", args.seed)
         dataset = build_dataset_group(args, reso_multiple=self.bucket_reso_multiple)
         self._check_cache_options(args, dataset)
 
-        accelerator = make_accelerator(args)
         torch.manual_seed(args.seed)
         weight_dtype = WEIGHT_DTYPES[args.mixed_precision]
         models = self.load_target_model(args, accelerator, weight_dtype)
@@ -259,6 +259,15 @@ def make_accelerator(args: Namespace) -> Accelerator:
                                                       static_graph=args.ddp_static_graph))
     return Accelerator(mixed_precision=args.mixed_precision, log_with=_log_with(args), project_dir=args.logging_dir,
                        cpu=_multi_process_without_device(), kwargs_handlers=handlers)
+
+
+def shared_random_seed(accelerator: Accelerator) -> int:
+    """A random seed that every process shares: the data order and each batch's noise derive from it, so
+    per-process seeds would make the processes' shards overlap and miss batches."""
+    seed = [random.randint(0, 2**31 - 1)]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(seed)
+    return seed[0]
 
 
 def _multi_process_without_device() -> bool:
