@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,29 @@ import torch
 from safetensors.torch import save_file
 
 TMP_MARK = ".tmp-"
+
+
+def _umask_file_mode() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return 0o666 & ~current
+
+
+_DEFAULT_FILE_MODE = _umask_file_mode()
+KILL_ENV = "ANIMA_TEST_KILL_AT"
+_crash_points: Counter[str] = Counter()
+
+
+def maybe_crash(label: str) -> None:
+    """Test hook for the fault-injection test: `ANIMA_TEST_KILL_AT=<label>:<n>` SIGKILLs this process the n-th
+    time it reaches `label`. Labels: "file-before-rename" (atomic_path/atomic_dir, data written and fsynced,
+    not renamed), "state-after-accelerate" and "state-before-rename" (library.state.save_state). Unset: no-op."""
+    wanted = os.environ.get(KILL_ENV)
+    if not wanted:
+        return
+    _crash_points[label] += 1
+    if wanted == f"{label}:{_crash_points[label]}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -40,6 +65,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _DEFAULT_FILE_MODE)  # mkstemp makes 0600; a LoRA must be readable by e.g. ComfyUI's user
+        maybe_crash("file-before-rename")
         os.replace(tmp, final)
         _fsync_dir(final.parent)
     finally:
@@ -73,6 +100,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             for name in files:
                 with open(Path(root) / name, "rb+") as handle:
                     os.fsync(handle.fileno())
+        maybe_crash("file-before-rename")
         if final.exists():
             old = final.with_name(f"{TMP_MARK}old-{final.name}")
             os.replace(final, old)

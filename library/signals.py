@@ -7,6 +7,7 @@ hard kill leaves only complete files behind.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -22,8 +23,11 @@ class StopRequest:
         self.signal_name = ""
         self.saving = False
         self._previous: dict[int, object] = {}
+        self._pid = os.getpid()
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if os.getpid() != self._pid:
+            return  # a forked DataLoader worker inherited the handler; Ctrl+C reaches the whole group
         name = signal.Signals(signum).name
         if self.saving:
             print(f"\n{name} received while saving; the save continues so nothing is corrupted.", file=sys.stderr)
@@ -36,6 +40,7 @@ class StopRequest:
         print(f"\n{name} received: finishing this step, then saving a resumable state.", file=sys.stderr)
 
     def install(self) -> None:
+        self._pid = os.getpid()
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous[signum] = signal.signal(signum, self._handle)
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from library.atomic import write_text_atomic
+from library.atomic import TMP_MARK, maybe_crash, write_text_atomic
 from library.errors import ConfigError
 
 TRAIN_STATE_FILE = "train_state.json"
@@ -53,7 +53,9 @@ def save_state(accelerator: Any, folder: Path, state: TrainState) -> None:
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        maybe_crash("state-after-accelerate")
         write_text_atomic(partial / TRAIN_STATE_FILE, json.dumps(asdict(state), indent=2))
+        maybe_crash("state-before-rename")
         if folder.exists():
             old = folder.with_name(folder.name + ".tmp-old")
             os.replace(folder, old)
@@ -70,6 +72,9 @@ def read_train_state(folder: str | os.PathLike) -> TrainState:
     if not path.is_dir():
         raise ConfigError(f"--resume {folder}: no such folder. Pass a state folder written by --save_state "
                           f"(named like <output_name>-step00000010-state).")
+    if TMP_MARK in path.name:
+        raise ConfigError(f"--resume {folder}: this is an unfinished save (its name contains {TMP_MARK!r}); "
+                          f"it may be incomplete. Use the newest folder without {TMP_MARK!r} in its name.")
     info = path / TRAIN_STATE_FILE
     if not info.is_file():
         raise ConfigError(f"--resume {folder}: {TRAIN_STATE_FILE} is missing, so this is not a complete state "
@@ -91,6 +96,13 @@ def check_identity(folder: str, saved: dict[str, Any], current: dict[str, Any]) 
         raise ConfigError(f"--resume {folder} was written by a different setup:\n  " + "\n  ".join(diffs)
                           + "\nRun with the same options, or use --network_weights to warm-start from the LoRA "
                             "file instead (fresh optimizer and schedule).")
+
+
+def newest_state(output_dir: Path, output_name: str) -> Path | None:
+    """The complete state folder with the most steps (unfinished `.tmp-` saves are never candidates)."""
+    found = [(read_train_state(path).current_step, path) for path in output_dir.glob(f"{output_name}*-state")
+             if TMP_MARK not in path.name and (path / TRAIN_STATE_FILE).is_file()]
+    return max(found)[1] if found else None
 
 
 def prune_states(output_dir: Path, names: list[str]) -> None:

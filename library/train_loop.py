@@ -1,18 +1,20 @@
 """The step loop: deterministic per step, so an interrupted or resumed run continues exactly.
 
 Every random draw of a micro-batch (noise, timesteps, dropout) comes from a seed derived from
-(seed, epoch, batch index, process), and the data order from (seed, epoch); so a run resumed from a
+(seed, epoch, global batch index), and the data order from (seed, epoch); so a run resumed from a
 state folder replays the same numbers without needing the RNG state of the run that wrote it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import shlex
 import sys
 from argparse import Namespace
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 from library import saving
 from library import state as state_lib
 from library.atomic import write_text_atomic
+from library.errors import UserError
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
 from library.signals import EXIT_CODE_INTERRUPTED, StopRequest
@@ -29,8 +32,11 @@ from library.signals import EXIT_CODE_INTERRUPTED, StopRequest
 logger = logging.getLogger(__name__)
 
 
-def micro_seed(seed: int, epoch: int, batch_index: int, process_index: int) -> int:
-    return hash((seed, epoch, batch_index, process_index)) & 0x7FFF_FFFF_FFFF
+def micro_seed(seed: int, epoch: int, global_batch_index: int) -> int:
+    """Seed of a micro-batch from its place in the epoch's batch list, not from the process that runs it:
+    accelerate gives process p of N the batches p, p+N, ... (global index = local index * N + p), so N processes
+    draw the same noise for a batch as 1 process with N-fold gradient accumulation."""
+    return hash((seed, epoch, global_batch_index, 0)) & 0x7FFF_FFFF_FFFF
 
 
 class TrainLoop:
@@ -109,7 +115,7 @@ class TrainLoop:
 
     def _micro_step(self, batch: dict[str, Any], epoch: int, index: int, grad_accum: int) -> float:
         args, acc, trainer = self.args, self.acc, self.trainer
-        seed = micro_seed(args.seed, epoch, index, acc.process_index)
+        seed = micro_seed(args.seed, epoch, index * acc.num_processes + acc.process_index)
         torch.manual_seed(seed)
         generator = torch.Generator(device=acc.device).manual_seed(seed)
         with torch.no_grad():
@@ -183,7 +189,6 @@ class TrainLoop:
         self.stop.saving = True
         self._save_model(saving.step_file_name(self.output_name, self.global_step), epoch)
         self._save_state(name, epoch, batches_done)
-        self._write_loss_log()
         self.acc.print(f"\nStopped by {self.stop.signal_name or 'a signal'} at step {self.global_step}. "
                        f"To continue exactly where it stopped:\n  {resume_command(self.output_dir / name)}")
         self.acc.end_training()
@@ -195,7 +200,8 @@ class TrainLoop:
         self._save_model(final.name, self.num_epochs)
         if self.args.save_state or self.args.save_state_on_train_end:
             self._save_state(state_lib.final_state_name(self.output_name), self.num_epochs, len(self.loader))
-        self._write_loss_log()
+        with self._saving(self._loss_log_path()):
+            self._write_loss_log()
         self.acc.end_training()
         self.acc.print(f"training finished: {self.global_step} steps. LoRA saved to {final}")
 
@@ -207,21 +213,36 @@ class TrainLoop:
         self.acc.wait_for_everyone()
         self.bundle.train_mode()
 
+    @contextlib.contextmanager
+    def _saving(self, target: Path) -> Iterator[None]:
+        """A failed write (disk full, folder gone) stops training with a sentence, not a traceback: writes are
+        atomic, so the previous files are intact, and the newest complete state says where to resume from."""
+        try:
+            yield
+        except OSError as exc:
+            newest = state_lib.newest_state(self.output_dir, self.output_name)
+            how = (f"Fix the cause, then continue with:\n  {resume_command(newest)}" if newest else
+                   "No resumable state exists yet (use --save_state to write them).")
+            raise UserError(f"saving {target} failed at step {self.global_step}: {exc.strerror or exc}. Training "
+                            f"stopped. Files already under their final names were not touched. {how}") from exc
+
     def _save_model(self, file_name: str, epoch: int) -> None:
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             self.bundle.eval_mode()
             meta = per_save_metadata(self.metadata, self.global_step, epoch)
-            self.unwrapped.save_weights(str(self.output_dir / file_name), saving.save_dtype(self.args), meta)
+            with self._saving(self.output_dir / file_name):
+                self.unwrapped.save_weights(str(self.output_dir / file_name), saving.save_dtype(self.args), meta)
             self.bundle.train_mode()
         self.acc.wait_for_everyone()
 
     def _save_state(self, name: str, epoch: int, batches_done: int) -> None:
+        """The loss log goes first, so it always covers the newest complete state (a resume trims it)."""
         identity = self.trainer.state_identity(self.args)
         st = state_lib.TrainState(epoch, self.global_step, batches_done, identity)
-        state_lib.save_state(self.acc, self.output_dir / name, st)
-        if self.acc.is_main_process:
+        with self._saving(self.output_dir / name):
             self._write_loss_log()
+            state_lib.save_state(self.acc, self.output_dir / name, st)
 
     def _loss_log_path(self) -> Path:
         return self.output_dir / f"{self.output_name}-loss.csv"

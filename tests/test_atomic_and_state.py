@@ -84,3 +84,14 @@ def test_retention_removes_old_step_files(tmp_path: Path) -> None:
         (tmp_path / step_file_name("m", step)).write_text("x")
         Retention(tmp_path, "m", Args()).after_step_save(step)
     assert sorted(p.name for p in tmp_path.iterdir()) == [step_file_name("m", 6), step_file_name("m", 8)]
+
+
+def test_final_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    target = tmp_path / "lora.safetensors"
+    save_safetensors_atomic({"a": torch.ones(1)}, target)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
