@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
 def test_the_expected_configs_exist() -> None:
     assert {p.parent.name for p in TRAIN_ARGS} == {"smoke", "character_lora_24gb", "style_lokr", "low_vram_12gb",
                                                   "multi_gpu"}
-    assert len(DATASETS) == len(TRAIN_ARGS) and len(ACCELERATE) == 2
+    assert len(ACCELERATE) == 2 and len(DATASETS) == len({p.parent for p in TRAIN_ARGS})
+    assert {p.name for p in TRAIN_ARGS if p.parent.name == "multi_gpu"} == {"train_args.toml", "train_args_8gpu.toml"}
 
 
 @pytest.mark.parametrize("path", TRAIN_ARGS, ids=_ids(TRAIN_ARGS))

@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max_data_loader_n_workers", type=int, default=8, help="DataLoader worker processes (0 = main process)."
     )
     g.add_argument(
-        "--persistent_data_loader_workers", action="store_true", help="Keep DataLoader workers between epochs."
+        "--persistent_data_loader_workers", action="store_true", help="Accepted for kohya configs but not used: workers restart each epoch so that the epoch's data "
+        "order and caption augmentation reach them (a resumed run depends on it)."
     )
     g.add_argument("--seed", type=int, default=None, help="Random seed (random when unset).")
     g.add_argument("--gradient_accumulation_steps", type=int, default=1, help="Micro-batches per optimizer step.")
