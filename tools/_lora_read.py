@@ -1,0 +1,204 @@
+"""Read any adapter file `--network_weights` reads into one exact, per-module form the LoRA tools share.
+
+Module names are resolved the way ComfyUI and our networks resolve them (`networks/_keys.py`): every name a
+module can have is generated from a model's own module paths, here a skeleton of the Anima DiT on the meta
+device (no weights), so a kohya `lora_unet_` name is never guessed back into dots. Whatever cannot be
+rewritten without changing its effect in ComfyUI is refused with a `ConfigError` naming the key: text-encoder
+keys (our form is DiT-only), DoRA, LoHa, Tucker, bias deltas, full-weight diffs on a Linear, unknown keys.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from safetensors import safe_open
+
+from library.anima.loading import inspect_dit_file
+from library.anima.model import AnimaConfig, AnimaDiT
+from library.errors import ConfigError
+from networks._base import read_weights
+from networks._build import model_paths
+from networks._keys import LOKR_SUFFIXES, LORA_SUFFIXES, build_index, split_key
+from networks._targets import is_norm
+
+TEXT_ENCODER_PREFIXES = ("lora_te", "text_encoders.", "text_encoder.", "qwen3")
+# (marker in a key, what it is, why it cannot be rewritten exactly)
+REFUSED = (
+    (".dora_scale", "DoRA (dora_scale)", "its effect depends on the base weight's norms, so no plain LoRA equals it"),
+    (".hada_", "LoHa (hada_*)", "a Hadamard product of two low-rank pairs is neither a LoRA nor a LoKr"),
+    (".lora_mid", "Tucker LoRA (lora_mid)", "a convolution form; Anima has no convolutions to adapt"),
+    (".lokr_t2", "Tucker LoKr (lokr_t2)", "a convolution form; Anima has no convolutions to adapt"),
+    (".oft_blocks", "OFT/BOFT", "an orthogonal rotation, not an additive delta"),
+)
+
+
+@dataclass
+class ModulePatch:
+    """One module's adapter in our suffixes; `alpha` is always set (0-dim float32) for LoRA and LoKr."""
+
+    path: str
+    kind: str  # "lora", "lokr" or "norm"
+    tensors: dict[str, torch.Tensor]
+    alpha_added: bool = False
+
+
+def dit_skeleton(model_file: str | os.PathLike | None = None) -> nn.Module:
+    """The Anima DiT on the meta device: the default (2B) config, or the exact one a DiT file's header gives."""
+    config = inspect_dit_file(model_file, strict=False).config if model_file else AnimaConfig()
+    with torch.device("meta"):
+        return AnimaDiT(config)
+
+
+def read_adapter_file(file: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a `.safetensors` or torch file; metadata is empty for torch files."""
+    if not os.path.isfile(file):
+        raise ConfigError(f"{file}: no such adapter file.")
+    metadata: dict[str, str] = {}
+    if str(file).endswith(".safetensors"):
+        with safe_open(str(file), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+    return read_weights(file), metadata
+
+
+def _refuse_unmatched(keys: list[str], source: str) -> ConfigError:
+    te = [k for k in keys if k.startswith(TEXT_ENCODER_PREFIXES)]
+    if te:
+        return ConfigError(
+            f"{source}: {len(te)} text-encoder keys (e.g. {te[0]}). Our ComfyUI form and these tools are DiT-only, "
+            "so rewriting the file would drop the text-encoder part and change its effect. ComfyUI loads "
+            "kohya's lora_te_ keys as they are; use the file unconverted, or remove the text-encoder keys first "
+            "if you want the DiT part alone."
+        )
+    for marker, what, why in REFUSED:
+        hits = [k for k in keys if marker in k]
+        if hits:
+            return ConfigError(f"{source}: key {hits[0]} is {what}, which cannot be converted exactly: {why}.")
+    shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    return ConfigError(
+        f"{source}: {len(keys)} unknown keys that address no module of the Anima DiT: {shown}. If the file is "
+        "for a DiT of another size (more blocks), pass that DiT with --model."
+    )
+
+
+def _alpha(tensors: dict[str, tuple[str, torch.Tensor]], source: str) -> float | None:
+    if "alpha" not in tensors:
+        return None
+    key, tensor = tensors["alpha"]
+    if tensor.numel() != 1:
+        raise ConfigError(f"{source}: key {key} has shape {tuple(tensor.shape)}; an alpha is one number.")
+    return float(tensor)
+
+
+def _check(ok: bool, source: str, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{source}: key {key}: {message}")
+
+
+def _lora(path: str, linear: nn.Linear, tensors: dict, source: str) -> ModulePatch:
+    key = next(iter(tensors.values()))[0]
+    _check(set(LORA_SUFFIXES) <= set(tensors), source, key, f"module {path} needs both lora_down and lora_up.")
+    down = tensors["lora_down.weight"][1].flatten(1)
+    up = tensors["lora_up.weight"][1].flatten(1)
+    rank = down.shape[0]
+    _check(
+        tuple(down.shape) == (rank, linear.in_features) and tuple(up.shape) == (linear.out_features, rank),
+        source,
+        key,
+        f"lora_down {tuple(down.shape)} / lora_up {tuple(up.shape)} do not fit {path} "
+        f"({linear.in_features} -> {linear.out_features}); pass the DiT this file is for with --model.",
+    )
+    alpha = _alpha(tensors, source)
+    return ModulePatch(
+        path,
+        "lora",
+        {
+            "lora_down.weight": down,
+            "lora_up.weight": up,
+            "alpha": torch.tensor(float(rank if alpha is None else alpha)),
+        },
+        alpha is None,
+    )
+
+
+def _half(tensors: dict, name: str, source: str, path: str) -> tuple[tuple[int, int], int | None]:
+    """(shape, rank or None when whole) of one Kronecker half (`lokr_w1` or `lokr_w2`)."""
+    key = next(iter(tensors.values()))[0]
+    whole, a, b = name in tensors, f"{name}_a" in tensors, f"{name}_b" in tensors
+    _check(whole != (a and b) and a == b, source, key, f"module {path} needs {name}, or {name}_a and {name}_b.")
+    if whole:
+        return tuple(tensors[name][1].shape), None
+    shape_a, shape_b = tensors[f"{name}_a"][1].shape, tensors[f"{name}_b"][1].shape
+    _check(len(shape_a) == len(shape_b) == 2 and shape_a[1] == shape_b[0], source, key, f"{name}_a @ {name}_b fails.")
+    return (shape_a[0], shape_b[1]), shape_b[0]
+
+
+def _lokr(path: str, linear: nn.Linear, tensors: dict, source: str) -> ModulePatch:
+    key = next(iter(tensors.values()))[0]
+    (w1, rank1), (w2, rank2) = _half(tensors, "lokr_w1", source, path), _half(tensors, "lokr_w2", source, path)
+    _check(
+        len(w1) == len(w2) == 2 and (w1[0] * w2[0], w1[1] * w2[1]) == (linear.out_features, linear.in_features),
+        source,
+        key,
+        f"kron of {w1} and {w2} does not fit {path} ({linear.in_features} -> {linear.out_features}).",
+    )
+    alpha = _alpha(tensors, source)
+    # ComfyUI's dim: w2_b's rows, else w1_b's; both halves whole means scale 1 whatever alpha says
+    dim = rank2 if rank2 is not None else rank1
+    default = float(dim if dim is not None else max(w2))
+    kept = {suffix: tensor for suffix, (_key, tensor) in tensors.items() if suffix != "alpha"}
+    kept["alpha"] = torch.tensor(default if alpha is None else alpha)
+    return ModulePatch(path, "lokr", kept, alpha is None)
+
+
+def _module_patch(path: str, module: nn.Module, tensors: dict, source: str) -> ModulePatch:
+    suffixes = set(tensors)
+    key = next(iter(tensors.values()))[0]
+    if "b_norm" in suffixes:
+        raise ConfigError(f"{source}: key {tensors['b_norm'][0]} is a bias delta; Anima's norms have no bias.")
+    if isinstance(module, nn.Linear):
+        lora, lokr = suffixes & set(LORA_SUFFIXES), suffixes & set(LOKR_SUFFIXES)
+        if "w_norm" in suffixes:
+            raise ConfigError(
+                f"{source}: key {tensors['w_norm'][0]} is a full-weight diff on Linear {path}; our form holds "
+                "LoRA, LoKr and norm deltas only."
+            )
+        _check(not (lora and lokr), source, key, f"module {path} has both LoRA and LoKr tensors.")
+        _check(bool(lora or lokr), source, key, f"module {path} has an alpha but no weights.")
+        return _lora(path, module, tensors, source) if lora else _lokr(path, module, tensors, source)
+    _check(is_norm(module) and suffixes == {"w_norm"}, source, key, f"{path} takes only a w_norm delta.")
+    delta = tensors["w_norm"][1]
+    _check(
+        delta.shape == module.weight.shape,
+        source,
+        key,
+        f"shape {tuple(delta.shape)}, but {path} is "
+        f"{tuple(module.weight.shape)}; pass the DiT this file is for with --model.",
+    )
+    return ModulePatch(path, "norm", {"w_norm": delta})
+
+
+def read_adapter(weights: Mapping[str, torch.Tensor], model: nn.Module, source: str) -> list[ModulePatch]:
+    """Every module of `weights` in our suffixes, resolved against `model`; anything inexact raises ConfigError."""
+    modules = dict(model.named_modules())
+    index = build_index(model_paths(model))
+    grouped: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
+    unmatched = []
+    for key, tensor in weights.items():
+        parts = split_key(key)
+        path = index.get(parts[0]) if parts else None
+        if path is None:
+            unmatched.append(key)
+            continue
+        slot = grouped.setdefault(path, {})
+        if parts[1] in slot:
+            raise ConfigError(f"{source}: keys {slot[parts[1]][0]} and {key} both address {path}.{parts[1]}.")
+        slot[parts[1]] = (key, tensor)
+    if unmatched:
+        raise _refuse_unmatched(unmatched, source)
+    if not grouped:
+        raise ConfigError(f"{source}: the file holds no tensors.")
+    return [_module_patch(path, modules[path], tensors, source) for path, tensors in grouped.items()]
