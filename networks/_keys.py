@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 
 import torch
 
+from library.errors import ConfigError
+
 PREFIX = "diffusion_model."
 
 # canonical suffix for every spelling we read (adapter-files.md §2.2 and §10 item 5)
@@ -103,9 +105,12 @@ def split_key(key: str) -> tuple[str, str] | None:
 
 
 def group_by_module(
-    weights: Mapping[str, torch.Tensor], paths: Iterable[str]
+    weights: Mapping[str, torch.Tensor], paths: Iterable[str], source: str = "the adapter file"
 ) -> tuple[dict[str, dict[str, tuple[str, torch.Tensor]]], list[str]]:
-    """Group a file's tensors per model module: {path: {suffix: (file key, tensor)}}, plus unmatched keys."""
+    """Group a file's tensors per model module: {path: {suffix: (file key, tensor)}}, plus unmatched keys.
+
+    Two keys that address the same tensor (e.g. a `lora_unet_` and a `diffusion_model.` spelling) are an error:
+    silently keeping one would load a different adapter than the file's author meant."""
     index = build_index(paths)
     grouped: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
     unmatched = []
@@ -114,6 +119,9 @@ def group_by_module(
         path = index.get(parts[0]) if parts else None
         if path is None:
             unmatched.append(key)
-        else:
-            grouped.setdefault(path, {})[parts[1]] = (key, tensor)
+            continue
+        slot = grouped.setdefault(path, {})
+        if parts[1] in slot:
+            raise ConfigError(f"{source}: keys {slot[parts[1]][0]} and {key} both address {path}.{parts[1]}.")
+        slot[parts[1]] = (key, tensor)
     return grouped, unmatched

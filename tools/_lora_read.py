@@ -22,7 +22,7 @@ from library.anima.model import AnimaConfig, AnimaDiT
 from library.errors import ConfigError
 from networks._base import read_weights
 from networks._build import model_paths
-from networks._keys import LOKR_SUFFIXES, LORA_SUFFIXES, build_index, split_key
+from networks._keys import LOKR_SUFFIXES, LORA_SUFFIXES, group_by_module
 from networks._targets import is_norm
 
 TEXT_ENCODER_PREFIXES = ("lora_te", "text_encoders.", "text_encoder.", "qwen3")
@@ -184,19 +184,7 @@ def _module_patch(path: str, module: nn.Module, tensors: dict, source: str) -> M
 def read_adapter(weights: Mapping[str, torch.Tensor], model: nn.Module, source: str) -> list[ModulePatch]:
     """Every module of `weights` in our suffixes, resolved against `model`; anything inexact raises ConfigError."""
     modules = dict(model.named_modules())
-    index = build_index(model_paths(model))
-    grouped: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
-    unmatched = []
-    for key, tensor in weights.items():
-        parts = split_key(key)
-        path = index.get(parts[0]) if parts else None
-        if path is None:
-            unmatched.append(key)
-            continue
-        slot = grouped.setdefault(path, {})
-        if parts[1] in slot:
-            raise ConfigError(f"{source}: keys {slot[parts[1]][0]} and {key} both address {path}.{parts[1]}.")
-        slot[parts[1]] = (key, tensor)
+    grouped, unmatched = group_by_module(weights, model_paths(model), source)
     if unmatched:
         raise _refuse_unmatched(unmatched, source)
     if not grouped:
