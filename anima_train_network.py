@@ -152,9 +152,9 @@ class AnimaNetworkTrainer(NetworkTrainer):
         return pred, velocity_target(latents, noise), sigmas, loss_weighting(args, sigmas)
 
     def sample_images(self, accelerator: Any, args: Namespace, epoch: int | None, global_step: int,
-                      models: ModelParts, network: Any) -> None:
-        anima_samples.sample_images(accelerator, args, epoch, global_step, models, network,
-                                    encoded=getattr(self, "sample_prompt_encodings", None))
+                      models: ModelParts, network: Any) -> list[Path]:
+        return anima_samples.sample_images(accelerator, args, epoch, global_step, models, network,
+                                           encoded=getattr(self, "sample_prompt_encodings", None))
 
     def update_metadata(self, metadata: dict[str, str], args: Namespace) -> None:
         metadata.update(anima_metadata(args))

@@ -13,6 +13,7 @@ import io
 import logging
 import shlex
 import sys
+import time
 from argparse import Namespace
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +22,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from library import saving
+from library import saving, tracking
 from library import state as state_lib
 from library.atomic import write_text_atomic
 from library.errors import UserError
+from library.loss_curve import training_summary, write_loss_curve_png
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
 from library.signals import EXIT_CODE_INTERRUPTED, StopRequest
@@ -55,6 +57,9 @@ class TrainLoop:
         self.global_step, self.start_epoch, self.skip_batches = 0, 1, 0
         self.losses: list[tuple[int, float]] = []
         self.stop = StopRequest()
+        self.step_logger = tracking.StepLogger(accelerator, lr_descriptions)
+        self.started_at = self.run_started_at = time.time()
+        self.run_first_step = 0
 
     @property
     def unwrapped(self) -> Any:
@@ -70,6 +75,7 @@ class TrainLoop:
     def run(self) -> None:
         args = self.args
         self.stop.install()
+        self.run_started_at, self.run_first_step = time.time(), self.global_step
         self.bundle.train_mode()
         progress = tqdm(total=args.max_train_steps, initial=self.global_step, desc="steps", smoothing=0.1,
                         disable=not self.acc.is_local_main_process)
@@ -128,6 +134,7 @@ class TrainLoop:
         with acc.autocast():
             pred, target, sigmas, weighting = trainer.get_noise_pred_and_target(
                 args, acc, self.models, latents.to(acc.device), text, generator)
+        self.step_logger.add_sigmas(sigmas)
         loss = reduce_loss(args, pred, target, sigmas, weighting, batch["loss_weights"], batch.get("alpha_masks"))
         acc.backward(loss / grad_accum)
         return float(loss.detach())
@@ -150,10 +157,7 @@ class TrainLoop:
         lrs = self.scheduler.get_last_lr()
         progress.update(1)
         progress.set_postfix(loss=f"{loss:.4f}", avr_loss=f"{average:.4f}", lr=f"{lrs[0]:.2e}")
-        if self.acc.trackers:
-            logs = {"loss/current": loss, "loss/average": average}
-            logs.update({f"lr/{name}": lr for name, lr in zip(self.lr_descriptions, lrs, strict=False)})
-            self.acc.log(logs, step=self.global_step)
+        self.step_logger.log(self.global_step, loss, average, lrs, self.optimizer.param_groups)
 
     def _after_step(self, epoch: int, batches_done: int) -> None:
         args = self.args
@@ -202,14 +206,24 @@ class TrainLoop:
             self._save_state(state_lib.final_state_name(self.output_name), self.num_epochs, len(self.loader))
         with self._saving(self._loss_log_path()):
             self._write_loss_log()
+            curve = self._write_loss_curve()
+        run_dir = self.acc.logging_dir if self.acc.trackers else None
         self.acc.end_training()
         self.acc.print(f"training finished: {self.global_step} steps. LoRA saved to {final}")
+        if self.acc.is_main_process:
+            files = [final, self._loss_log_path(), curve, run_dir]
+            now = time.time()
+            self.acc.print(training_summary(self.losses, self.steps_per_epoch, self.num_epochs, now - self.started_at,
+                                            self.global_step - self.run_first_step, now - self.run_started_at,
+                                            [f for f in files if f]))
 
     # ---- files --------------------------------------------------------------------------------------
     def _sample(self, epoch: int | None) -> None:
         self.bundle.eval_mode()
         if self.acc.is_main_process:
-            self.trainer.sample_images(self.acc, self.args, epoch, self.global_step, self.models, self.unwrapped)
+            written = self.trainer.sample_images(self.acc, self.args, epoch, self.global_step, self.models,
+                                                 self.unwrapped)
+            self.step_logger.log_samples(self.global_step, written or [])
         self.acc.wait_for_everyone()
         self.bundle.train_mode()
 
@@ -243,6 +257,12 @@ class TrainLoop:
         with self._saving(self.output_dir / name):
             self._write_loss_log()
             state_lib.save_state(self.acc, self.output_dir / name, st)
+
+    def _write_loss_curve(self) -> Path | None:
+        """The end-of-training loss plot beside the LoRA (main process; None when no step ran)."""
+        if not self.acc.is_main_process:
+            return None
+        return write_loss_curve_png(self._loss_log_path(), self.output_dir / f"{self.output_name}-loss.png")
 
     def _loss_log_path(self) -> Path:
         return self.output_dir / f"{self.output_name}-loss.csv"

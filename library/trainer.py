@@ -16,6 +16,7 @@ import time
 from argparse import ArgumentParser, Namespace
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, broadcast_object_list
 
 from library import state as state_lib
+from library import tracking
 from library.args import build_parser
 from library.dataset import build_dataset_group
 from library.errors import ConfigError
@@ -88,6 +90,10 @@ class NetworkTrainer:
         """Extra `network_args` the model adds (e.g. Anima's --train_norm)."""
         return {}
 
+    def network_args(self, args: Namespace) -> dict[str, str]:
+        """The model's defaults, overridden by what the user wrote in --network_args."""
+        return self.network_kwargs(args) | parse_network_args(getattr(args, "network_args", None))
+
     def get_noise_pred_and_target(
         self, args: Namespace, accelerator: Accelerator, models: ModelParts, latents: torch.Tensor,
         text: list[dict[str, torch.Tensor]], generator: torch.Generator,
@@ -96,8 +102,9 @@ class NetworkTrainer:
         raise NotImplementedError
 
     def sample_images(self, accelerator: Accelerator, args: Namespace, epoch: int | None, global_step: int,
-                      models: ModelParts, network: Any) -> None:
-        """Render sample images if this call should; the default model has none."""
+                      models: ModelParts, network: Any) -> list[Path]:
+        """Render sample images if this call should; returns the files written (the default model has none)."""
+        return []
 
     def update_metadata(self, metadata: dict[str, str], args: Namespace) -> None:
         """Add model-specific `ss_*` / `modelspec.*` keys."""
@@ -105,12 +112,13 @@ class NetworkTrainer:
     def state_identity(self, args: Namespace) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the state."""
         return {key: getattr(args, key, None) for key in ("network_module", "network_dim", "network_alpha")} | {
-            "network_args": parse_network_args(getattr(args, "network_args", None)) | self.network_kwargs(args)}
+            "network_args": self.network_args(args)}
 
     # ---- set-up ------------------------------------------------------------------------------------
     def validate(self, args: Namespace) -> state_lib.TrainState | None:
         """Every check that needs no model: fails in the first second with a message naming the culprit."""
         validate_registries(args)
+        tracking.validate_tracking(args)
         self.assert_extra_args(args)
         if args.network_module is None:
             raise ConfigError("--network_module is not set. Use --network_module networks.lora_anima "
@@ -179,6 +187,8 @@ class NetworkTrainer:
             loop.restore(resume)
             logger.info("resumed from %s at step %d (epoch %d)", args.resume, resume.current_step,
                         resume.current_epoch)
+        loop.started_at = started_at
+        tracking.init_trackers(accelerator, args)
         loop.run()
 
     # ---- pieces of set-up --------------------------------------------------------------------------
@@ -215,7 +225,7 @@ class NetworkTrainer:
 
     def _create_network(self, args: Namespace, models: ModelParts, accelerator: Accelerator) -> Any:
         module = importlib.import_module(args.network_module)
-        kwargs = parse_network_args(args.network_args) | self.network_kwargs(args)
+        kwargs = self.network_args(args)
         network = module.create_network(1.0, args.network_dim, args.network_alpha, models.vae, models.text_encoders,
                                         models.denoiser, neuron_dropout=args.network_dropout, **kwargs)
         network.apply_to(models.text_encoders, models.denoiser, False, True)
@@ -257,8 +267,8 @@ def make_accelerator(args: Namespace) -> Accelerator:
     if args.ddp_gradient_as_bucket_view or args.ddp_static_graph:
         handlers.append(DistributedDataParallelKwargs(gradient_as_bucket_view=args.ddp_gradient_as_bucket_view,
                                                       static_graph=args.ddp_static_graph))
-    return Accelerator(mixed_precision=args.mixed_precision, log_with=_log_with(args), project_dir=args.logging_dir,
-                       cpu=_multi_process_without_device(), kwargs_handlers=handlers)
+    return Accelerator(mixed_precision=args.mixed_precision, log_with=tracking.log_with(args),
+                       project_dir=args.logging_dir, cpu=_multi_process_without_device(), kwargs_handlers=handlers)
 
 
 def shared_random_seed(accelerator: Accelerator) -> int:
@@ -281,11 +291,3 @@ def _multi_process_without_device() -> bool:
 
 def _first(items: list[Any]) -> Any:
     return items[0]
-
-
-def _log_with(args: Namespace) -> str | list[str] | None:
-    if not args.log_with:
-        return "tensorboard" if args.logging_dir else None
-    if args.log_with in ("tensorboard", "all") and not args.logging_dir:
-        raise ConfigError(f"--log_with {args.log_with} needs --logging_dir (the folder for the logs).")
-    return ["tensorboard", "wandb"] if args.log_with == "all" else args.log_with

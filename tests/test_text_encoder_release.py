@@ -45,3 +45,4 @@ def test_qwen3_is_freed_only_when_text_outputs_are_cached(tmp_path: Path, cache:
     finally:
         reset_accelerate()
     assert trainer.alive_at_first_step is (not cache)
+
