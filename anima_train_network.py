@@ -135,14 +135,15 @@ class AnimaNetworkTrainer(NetworkTrainer):
 
     def get_noise_pred_and_target(
         self, args: Namespace, accelerator: Any, models: ModelParts, latents: torch.Tensor,
-        text: list[dict[str, torch.Tensor]], generator: torch.Generator,
+        text: list[dict[str, torch.Tensor]], generator: torch.Generator, sigmas: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         dit = models.denoiser
         device, dtype = latents.device, next(dit.parameters()).dtype
         batch = {key: value.to(device) for key, value in collate_text([TextEncoding(**t) for t in text]).items()}
         context = build_context(dit.llm_adapter, batch)
         noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
-        sigmas = sample_sigmas(args, latents.shape[0], tuple(latents.shape[-2:]), device, generator)
+        if sigmas is None:
+            sigmas = sample_sigmas(args, latents.shape[0], tuple(latents.shape[-2:]), device, generator)
         model_noise = noise
         if args.ip_noise_gamma:
             extra = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)

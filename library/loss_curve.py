@@ -7,6 +7,7 @@ the picture covers a resumed run's earlier steps too.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections import deque
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
-from library.atomic import atomic_path
+from library.atomic import atomic_path, write_text_atomic
 
 SIZE = (1200, 600)
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 90, 30, 50, 60
@@ -159,3 +160,12 @@ def training_summary(rows: Sequence[tuple[int, float]], window: int, epochs: int
     lines.append(f"  wall time: {_duration(wall_seconds)}{per_step}")
     lines += ["  files:", *(f"    {path}" for path in files)]
     return "\n".join(lines)
+
+
+def write_loss_log(path: Path, losses: list[tuple[int, float]]) -> None:
+    """`step,loss` rows; `repr` keeps every bit of the float, so a resumed run's log compares exactly."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["step", "loss"])
+    writer.writerows((step, repr(loss)) for step, loss in losses)
+    write_text_atomic(path, buffer.getvalue())

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,3 +110,20 @@ def newest_state(output_dir: Path, output_name: str) -> Path | None:
 def prune_states(output_dir: Path, names: list[str]) -> None:
     for name in names:
         shutil.rmtree(output_dir / name, ignore_errors=True)
+
+def resume_command(state_dir: Path) -> str:
+    """This run's own command line with `--resume <state_dir>` in place of any earlier --resume."""
+    argv = list(sys.argv)
+    cleaned: list[str] = []
+    skip_next = False
+    for item in argv[1:]:
+        if skip_next:
+            skip_next = False
+            continue
+        if item == "--resume":
+            skip_next = True
+            continue
+        if item.startswith("--resume="):
+            continue
+        cleaned.append(item)
+    return "accelerate launch " + " ".join(shlex.quote(a) for a in [argv[0], *cleaned, "--resume", str(state_dir)])

@@ -8,10 +8,7 @@ state folder replays the same numbers without needing the RNG state of the run t
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
-import shlex
 import sys
 import time
 from argparse import Namespace
@@ -24,12 +21,12 @@ from tqdm.auto import tqdm
 
 from library import saving, tracking
 from library import state as state_lib
-from library.atomic import write_text_atomic
 from library.errors import UserError
-from library.loss_curve import training_summary, write_loss_curve_png
+from library.loss_curve import read_loss_csv, training_summary, write_loss_curve_png, write_loss_log
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
 from library.signals import EXIT_CODE_INTERRUPTED, StopRequest
+from library.validation import num_validation_batches, run_validation
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +57,8 @@ class TrainLoop:
         self.step_logger = tracking.StepLogger(accelerator, lr_descriptions)
         self.started_at = self.run_started_at = time.time()
         self.run_first_step = 0
+        validation = getattr(dataset, "validation", None)
+        self.validation = validation if validation is not None and num_validation_batches(args, validation) else None
 
     @property
     def unwrapped(self) -> Any:
@@ -69,7 +68,8 @@ class TrainLoop:
         self.global_step, self.start_epoch, self.skip_batches = st.current_step, st.current_epoch, st.batches_done_in_epoch
         if self.skip_batches >= len(self.loader):
             self.start_epoch, self.skip_batches = self.start_epoch + 1, 0
-        self.losses = [row for row in self._read_loss_log() if row[0] <= self.global_step]
+        log = self._loss_log_path()
+        self.losses = [row for row in read_loss_csv(log) if row[0] <= self.global_step] if log.exists() else []
 
     # ---- the loop ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -115,6 +115,7 @@ class TrainLoop:
             if self._stop_requested():
                 self._interrupt(epoch, index + 1)
             if self.global_step >= args.max_train_steps:
+                self._validate_epoch(epoch)
                 return True
         self._after_epoch(epoch)
         return False
@@ -169,9 +170,13 @@ class TrainLoop:
                 self._save_state(state_lib.step_state_name(self.output_name, self.global_step), epoch, batches_done)
             if self.acc.is_main_process:
                 self.retention.after_step_save(self.global_step)
+        if self.validation is not None and args.validate_every_n_steps and \
+                self.global_step % args.validate_every_n_steps == 0:
+            self._log_validation("step", self._validate())
 
     def _after_epoch(self, epoch: int) -> None:
         args = self.args
+        self._validate_epoch(epoch)
         self.acc.wait_for_everyone()
         if args.save_every_n_epochs and epoch % args.save_every_n_epochs == 0 and epoch < self.num_epochs:
             self._save_model(saving.epoch_file_name(self.output_name, epoch), epoch)
@@ -181,6 +186,27 @@ class TrainLoop:
                 self.retention.after_epoch_save(epoch)
         if args.sample_every_n_epochs and epoch % args.sample_every_n_epochs == 0:
             self._sample(epoch=epoch)
+
+    # ---- validation (library/validation.py) ----------------------------------------------------------
+    def _validate_epoch(self, epoch: int) -> None:
+        """kohya: every epoch unless --validate_every_n_epochs says otherwise (only with a validation set)."""
+        every = self.args.validate_every_n_epochs
+        if self.validation is not None and (every is None or epoch % every == 0):
+            self._log_validation("epoch", self._validate())
+
+    def _validate(self) -> float:
+        return run_validation(self.trainer, self.args, self.acc, self.models, self.unwrapped, self.bundle,
+                              self.validation, self.global_step)
+
+    def _log_validation(self, kind: str, loss: float) -> None:
+        """kohya's keys: loss/validation/{step,epoch}_average and _divergence (validation minus the training
+        moving average, the value `loss/average` shows)."""
+        recent = [value for _, value in self.losses[-self.steps_per_epoch:]]
+        divergence = loss - sum(recent) / len(recent) if recent else float("nan")
+        self.acc.print(f"\nvalidation loss at step {self.global_step} ({kind}): {loss:.4f}")
+        if self.acc.trackers:
+            self.acc.log({f"loss/validation/{kind}_average": loss, f"loss/validation/{kind}_divergence": divergence},
+                         step=self.global_step)
 
     def _stop_requested(self) -> bool:
         flag = torch.tensor([1.0 if self.stop.requested else 0.0], device=self.acc.device)
@@ -194,7 +220,7 @@ class TrainLoop:
         self._save_model(saving.step_file_name(self.output_name, self.global_step), epoch)
         self._save_state(name, epoch, batches_done)
         self.acc.print(f"\nStopped by {self.stop.signal_name or 'a signal'} at step {self.global_step}. "
-                       f"To continue exactly where it stopped:\n  {resume_command(self.output_dir / name)}")
+                       f"To continue exactly where it stopped:\n  {state_lib.resume_command(self.output_dir / name)}")
         self.acc.end_training()
         sys.exit(EXIT_CODE_INTERRUPTED)
 
@@ -235,7 +261,7 @@ class TrainLoop:
             yield
         except OSError as exc:
             newest = state_lib.newest_state(self.output_dir, self.output_name)
-            how = (f"Fix the cause, then continue with:\n  {resume_command(newest)}" if newest else
+            how = (f"Fix the cause, then continue with:\n  {state_lib.resume_command(newest)}" if newest else
                    "No resumable state exists yet (use --save_state to write them).")
             raise UserError(f"saving {target} failed at step {self.global_step}: {exc.strerror or exc}. Training "
                             f"stopped. Files already under their final names were not touched. {how}") from exc
@@ -268,34 +294,5 @@ class TrainLoop:
         return self.output_dir / f"{self.output_name}-loss.csv"
 
     def _write_loss_log(self) -> None:
-        if not self.acc.is_main_process:
-            return
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["step", "loss"])
-        writer.writerows((step, repr(loss)) for step, loss in self.losses)
-        write_text_atomic(self._loss_log_path(), buffer.getvalue())
-
-    def _read_loss_log(self) -> list[tuple[int, float]]:
-        path = self._loss_log_path()
-        if not path.exists():
-            return []
-        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))[1:]
-        return [(int(step), float(loss)) for step, loss in rows]
-
-
-def resume_command(state_dir: Path) -> str:
-    argv = list(sys.argv)
-    cleaned: list[str] = []
-    skip_next = False
-    for item in argv[1:]:
-        if skip_next:
-            skip_next = False
-            continue
-        if item == "--resume":
-            skip_next = True
-            continue
-        if item.startswith("--resume="):
-            continue
-        cleaned.append(item)
-    return "accelerate launch " + " ".join(shlex.quote(a) for a in [argv[0], *cleaned, "--resume", str(state_dir)])
+        if self.acc.is_main_process:
+            write_loss_log(self._loss_log_path(), self.losses)

@@ -96,9 +96,10 @@ class NetworkTrainer:
 
     def get_noise_pred_and_target(
         self, args: Namespace, accelerator: Accelerator, models: ModelParts, latents: torch.Tensor,
-        text: list[dict[str, torch.Tensor]], generator: torch.Generator,
+        text: list[dict[str, torch.Tensor]], generator: torch.Generator, sigmas: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Returns (prediction, target, sigmas (B,), per-sample loss weighting or None)."""
+        """Returns (prediction, target, sigmas (B,), per-sample loss weighting or None). Validation passes `sigmas`
+        (B,) to score at fixed noise levels; training leaves it None and the model samples them."""
         raise NotImplementedError
 
     def sample_images(self, accelerator: Accelerator, args: Namespace, epoch: int | None, global_step: int,
@@ -210,17 +211,20 @@ class NetworkTrainer:
         shard = {"process_index": accelerator.process_index, "num_processes": accelerator.num_processes,
                  "barrier": accelerator.wait_for_everyone, "suffix": self.cache_suffix,
                  "trust": bool(args.skip_cache_check)}
+        groups = [dataset] + ([dataset.validation] if dataset.validation is not None else [])
         if args.cache_latents:
             with torch.no_grad():
-                dataset.cache_latents(lambda images: self.encode_images_to_latents(args, models, images),
-                                      self.latent_cache_identity(args), to_disk=bool(args.cache_latents_to_disk),
-                                      batch_size=args.vae_batch_size or 1, **shard)
+                for group in groups:
+                    group.cache_latents(lambda images: self.encode_images_to_latents(args, models, images),
+                                        self.latent_cache_identity(args), to_disk=bool(args.cache_latents_to_disk),
+                                        batch_size=args.vae_batch_size or 1, **shard)
         if args.cache_text_encoder_outputs:
             with torch.no_grad():
-                dataset.cache_text(lambda captions: self.encode_text(args, models, captions),
-                                   self.text_cache_identity(args),
-                                   to_disk=bool(args.cache_text_encoder_outputs_to_disk),
-                                   batch_size=args.text_encoder_batch_size or 8, **shard)
+                for group in groups:
+                    group.cache_text(lambda captions: self.encode_text(args, models, captions),
+                                     self.text_cache_identity(args),
+                                     to_disk=bool(args.cache_text_encoder_outputs_to_disk),
+                                     batch_size=args.text_encoder_batch_size or 8, **shard)
             self.release_text_encoders(args, models)
 
     def _create_network(self, args: Namespace, models: ModelParts, accelerator: Accelerator) -> Any:

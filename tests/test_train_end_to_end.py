@@ -5,48 +5,19 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from _comfy import comfy_patch
-from _tiny_run import one_image_dataset, read_losses, state_dict_of, tiny_model, train
+from _tiny_run import fixed_eval_loss, one_image_dataset, read_losses, state_dict_of, tiny_model, train
 from safetensors import safe_open
 
-from library.anima.conditioning import build_context, collate_text
-from library.anima.flow import noisy_input, velocity_target
 from library.anima.loading import load_anima_dit
-from library.anima.text import AnimaTextEncoder
-from library.anima.tokenizers import load_t5_tokenizer
-from library.anima.vae import AnimaVAE
 from networks import lora_anima
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-def fixed_eval_loss(tiny: Path, image: Path, caption: str, lora: Path | None) -> float:
-    """Flow-matching loss on one image at 8 fixed sigmas with fixed noise: a measure free of sampling noise."""
-    from PIL import Image
-
-    dit = load_anima_dit(tiny / "models" / "anima_tiny.safetensors")
-    if lora is not None:
-        network, _ = lora_anima.create_network_from_weights(1.0, str(lora), None, [], dit)
-        network.apply_to([], dit, False, True)
-        network.load_weights(str(lora))
-    vae = AnimaVAE.load(tiny / "models" / "qwen_image_vae_tiny.safetensors")
-    encoder = AnimaTextEncoder.load(tiny / "models" / "qwen3_tiny.safetensors",
-                                    t5_tokenizer=load_t5_tokenizer(tiny / "models" / "t5_tokenizer"))
-    pixels = torch.from_numpy(np.asarray(Image.open(image).convert("RGB"), dtype=np.float32))
-    pixels = (pixels / 127.5 - 1.0).permute(2, 0, 1).unsqueeze(0)
-    with torch.no_grad():
-        latents = vae.encode(pixels).float().repeat(8, 1, 1, 1)
-        context = build_context(dit.llm_adapter, collate_text(encoder.encode([caption] * 8)))
-        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(123))
-        sigmas = torch.linspace(0.1, 0.9, 8)
-        pred = dit(noisy_input(latents, noise, sigmas).unsqueeze(2), sigmas, context).squeeze(2)
-        return float(torch.mean((pred - velocity_target(latents, noise)) ** 2))
 
 
 def test_forty_steps_on_one_image_halve_the_loss(tiny: Path, tmp_path: Path,

@@ -15,6 +15,7 @@ from library.dataset.captions import CaptionOptions
 from library.dataset.images import Placement
 from library.dataset.json_captions import flat_text
 from library.dataset.sources import ImageItem, balance_regularization, dreambooth_items, finetune_items
+from library.dataset.split import split_items, validation_fraction
 from library.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -35,19 +36,40 @@ class Sample:
 
 
 class BucketDataset:
-    """Resolves one dataset's items and buckets; `batches(rng)` cuts them into batches that never mix buckets."""
+    """Resolves one dataset's items and buckets; `batches(rng)` cuts them into batches that never mix buckets.
 
-    def __init__(self, params: DatasetParams, source: str, reso_multiple: int) -> None:
-        self.params = params
-        self.where = f"{source}: datasets[{params.index}]"
+    With `validation_split`, each non-reg subset's held-out images go to `validation_items` (not trained on);
+    `validation_dataset()` makes them a dataset of their own with the same settings.
+    """
+
+    def __init__(self, params: DatasetParams, source: str, reso_multiple: int, split_seed: int = 0,
+                 held_out: list[ImageItem] | None = None) -> None:
+        """`split_seed` shuffles the split when `validation_seed` is unset; `held_out` builds a validation dataset
+        from items already read (nothing is read or checked again)."""
+        self.params, self.source, self.reso_multiple = params, source, reso_multiple
+        self.is_validation = held_out is not None
+        self.where = f"{source}: datasets[{params.index}]" + (" (validation)" if self.is_validation else "")
         self.subsets = params.subsets
         self.empty_dirs: list[str] = []
         self.active_subsets: list[int] = []  # subsets not ignored (repeats < 1, duplicate, empty)
         self.samples: list[Sample] = []
+        self.validation_items: list[ImageItem] = []
         self.num_train_images = 0
         self.num_reg_images = 0
+        if held_out is not None:
+            self.active_subsets = sorted({item.subset for item in held_out})
+            self.num_train_images = len(held_out)
+            self.items = held_out
+            self._place()
+            return
         self._check(reso_multiple)
-        self._load()
+        self._load(split_seed)
+
+    def validation_dataset(self) -> BucketDataset | None:
+        """The held-out images as their own dataset (same resolution, buckets, batch size), or None."""
+        if not self.validation_items:
+            return None
+        return BucketDataset(self.params, self.source, self.reso_multiple, held_out=self.validation_items)
 
     def _check(self, reso_multiple: int) -> None:
         p = self.params
@@ -66,10 +88,9 @@ class BucketDataset:
             raise ConfigError(f"{self.where}: resolution {p.resolution} must be a multiple of {reso_multiple} on "
                               f"both sides for this model (bucketing is off). Use e.g. "
                               f"{p.resolution[0] // reso_multiple * reso_multiple}.")
-        if p.validation_split > 0:
-            logger.warning("%s: validation_split is not supported yet; all images are used for training.", self.where)
+        p.validation_split = validation_fraction(p.validation_split, self.where)
 
-    def _load(self) -> None:
+    def _load(self, split_seed: int) -> None:
         train: list[ImageItem] = []
         reg: list[ImageItem] = []
         seen: set[str] = set()
@@ -93,7 +114,13 @@ class BucketDataset:
                 self.empty_dirs.append(str(ident))
             else:
                 self.active_subsets.append(j)
-            (reg if subset.is_reg else train).extend(items)
+            if subset.is_reg:  # regularisation images are never held out
+                reg.extend(items)
+                continue
+            seed = split_seed if self.params.validation_seed is None else self.params.validation_seed
+            kept, held = split_items(items, self.params.validation_split, seed)
+            train.extend(kept)
+            self.validation_items.extend(held)
         self.num_train_images = sum(i.num_repeats for i in train)
         self.num_reg_images = sum(i.num_repeats for i in reg)
         if train and not reg and any(s.is_reg for s in self.subsets):
@@ -162,7 +189,8 @@ class BucketDataset:
 
     def bucket_table(self) -> str:
         p = self.params
-        title = (f"dataset {p.index}: resolution {p.resolution}, batch size {p.batch_size}, "
+        role = " (validation)" if self.is_validation else ""
+        title = (f"dataset {p.index}{role}: resolution {p.resolution}, batch size {p.batch_size}, "
                  f"{'bucketing on' if p.enable_bucket else 'bucketing off'}, images {len(self.samples)} "
                  f"(train {self.num_train_images}, reg {self.num_reg_images}, with repeats)")
         return format_bucket_table(title, self.bucket_counts(), self.mean_ar_error() if p.enable_bucket else None)

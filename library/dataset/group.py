@@ -28,11 +28,16 @@ logger = logging.getLogger(__name__)
 
 
 class DatasetGroup(Dataset):
-    """`group[i]` is batch i of the current epoch, as a dict (see docs/dataset_config.md)."""
+    """`group[i]` is batch i of the current epoch, as a dict (see docs/dataset_config.md).
 
-    def __init__(self, datasets: list[BucketDataset], seed: int) -> None:
+    `validation` is the group of images held out by `validation_split` (None without any): the same batch dicts,
+    fixed at epoch 1, so every validation pass sees the same batches, captions and flips.
+    """
+
+    def __init__(self, datasets: list[BucketDataset], seed: int, validation: DatasetGroup | None = None) -> None:
         self.datasets = datasets
         self.seed = seed
+        self.validation = validation
         self.epoch = 1
         self.current_step = 0
         self.max_train_steps = 0
@@ -167,12 +172,18 @@ def build_dataset_group(args: Namespace, reso_multiple: int = 16) -> DatasetGrou
     """Read and check the whole dataset (config, folders, images, captions) before any model loads."""
     blueprint = load_blueprint(args)
     source = getattr(args, "dataset_config", None) or "command line dataset"
-    datasets = [BucketDataset(params, str(source), reso_multiple) for params in blueprint]
+    seed = getattr(args, "seed", None)
+    seed = 0 if seed is None else int(seed)
+    datasets = [BucketDataset(params, str(source), reso_multiple, split_seed=seed) for params in blueprint]
     if not any(d.samples for d in datasets):
         empty = [folder for d in datasets for folder in d.empty_dirs]
+        held = " (validation_split holds out every image; lower it)" if any(d.validation_items for d in datasets) else ""
         raise ConfigError("No data found. Please verify arguments (train_data_dir must be the parent of folders "
-                          "with images)" + (f"; nothing usable in: {', '.join(empty)}" if empty else "") + ".")
-    seed = getattr(args, "seed", None)
-    group = DatasetGroup([d for d in datasets if d.samples], 0 if seed is None else int(seed))
+                          "with images)" + (f"; nothing usable in: {', '.join(empty)}" if empty else "") + held + ".")
+    held_out = [v for v in (d.validation_dataset() for d in datasets) if v is not None]
+    validation = DatasetGroup(held_out, seed) if held_out else None
+    group = DatasetGroup([d for d in datasets if d.samples], seed, validation)
     logger.info("dataset buckets:\n%s", group.bucket_table())
+    if validation is not None:
+        logger.info("validation buckets:\n%s", validation.bucket_table())
     return group

@@ -73,5 +73,6 @@ def group_metadata(group: DatasetGroup) -> dict[str, str]:
         "ss_dataset_dirs": json.dumps(dirs),
         "ss_num_train_images": str(group.num_train_images),
         "ss_num_reg_images": str(group.num_reg_images),
+        "ss_num_validation_images": str(group.validation.num_train_images if group.validation else 0),
         "ss_num_batches_per_epoch": str(len(group)),
     }
