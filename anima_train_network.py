@@ -96,8 +96,11 @@ class AnimaNetworkTrainer(NetworkTrainer):
         return ModelParts(denoiser=dit, text_encoders=[text_encoder], vae=vae)
 
     def place_denoiser(self, args: Namespace, accelerator: Any, models: ModelParts, weight_dtype: torch.dtype) -> None:
-        """fp8 storage survives the cast; block swap keeps N blocks on the CPU; then attention kernels and compile."""
+        """fp8 storage survives the cast; block swap keeps N blocks on the CPU; then attention kernels and compile.
+        With latents cached, the VAE waits on the CPU (sampling brings it back for decoding)."""
         dit = models.denoiser
+        if args.cache_latents and models.vae is not None:
+            models.vae.to("cpu")
         if args.blocks_to_swap:
             dit.to(dtype=weight_dtype)
             enable_block_swap(dit, args.blocks_to_swap, accelerator.device)

@@ -58,7 +58,9 @@ class LoRAModule(AdapterModule):
         out = self._org_forward(x, *args, **kwargs)
         if self.training and self.module_dropout and torch.rand(()) < self.module_dropout:
             return out
-        hidden = self.lora_down(x.to(self.lora_down.weight.dtype))
+        if not torch.is_autocast_enabled(x.device.type):
+            x = x.to(self.lora_down.weight.dtype)  # under autocast the matmul casts; a copy here would be kept for backward
+        hidden = self.lora_down(x)
         scale = self.scale
         if self.training and self.dropout:
             hidden = F.dropout(hidden, p=self.dropout)
