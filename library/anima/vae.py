@@ -106,7 +106,9 @@ class AnimaVAE:
         return self.vae.device
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> AnimaVAE:
-        self.vae.to(device=device, dtype=dtype)
+        """Only the arguments given reach diffusers (an explicit dtype=None makes it warn about casting)."""
+        moves = {key: value for key, value in (("device", device), ("dtype", dtype)) if value is not None}
+        self.vae.to(**moves)
         return self
 
     def enable_tiling(self) -> None:
