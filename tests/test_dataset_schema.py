@@ -73,7 +73,7 @@ CASES = [
     ("dreambooth key in fine-tuning", lambda d: '[[datasets]]\nresolution = 64\n[[datasets.subsets]]\n'
      f'metadata_file = "{(d / "m.json").as_posix()}"\nclass_tokens = "sks"\n',
      r"key 'class_tokens' is for DreamBooth subsets"),
-    ("conditioning unsupported", lambda d: GOOD_HEAD + subset(d, 'conditioning_data_dir = "x"'),
+    ("conditioning without --masked_loss", lambda d: GOOD_HEAD + subset(d, 'conditioning_data_dir = "x"'),
      r"conditioning_data_dir"),
     ("missing folder", lambda d: GOOD_HEAD + subset(d.parent / "nope"),
      r"subsets\[0\]: image_dir '.*nope' not found"),

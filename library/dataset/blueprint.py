@@ -30,6 +30,7 @@ class SubsetParams:
     metadata_file: str | None = None
     is_reg: bool = False
     alpha_mask: bool = False
+    conditioning_data_dir: str | None = None
     num_repeats: int = 1
     shuffle_caption: bool = False
     caption_separator: str = ","
@@ -84,6 +85,8 @@ class DatasetParams:
 
 
 def _cli_value(args: Namespace, key: str) -> Any:
+    if key == "conditioning_data_dir" and not getattr(args, "masked_loss", False):
+        return None  # kohya ignores --conditioning_data_dir without --masked_loss (see _check_masked_loss)
     value = getattr(args, CLI_NAMES.get(key, key), None)
     if key == "caption_extension" and getattr(args, "caption_extention", None) is not None:
         value = args.caption_extention  # kohya's misspelt legacy alias wins, as in kohya
@@ -117,8 +120,24 @@ def _resolve(cls: type, tables: list[dict[str, Any]], args: Namespace, extra: di
     return cls(**values)
 
 
-def blueprint_from_config(config: dict[str, Any], args: Namespace) -> list[DatasetParams]:
+def _check_masked_loss(config: dict[str, Any], args: Namespace, source: str) -> None:
+    """kohya accepts conditioning_data_dir only with --masked_loss; so do we, rather than silently not masking."""
+    if getattr(args, "masked_loss", False):
+        return
+    for i, table in enumerate(config.get("datasets", [])):
+        for j, sub in enumerate(table.get("subsets", [])):
+            if sub.get("conditioning_data_dir") is not None:
+                raise ConfigError(f"{source}: datasets[{i}].subsets[{j}]: key 'conditioning_data_dir' (mask images "
+                                  "for masked loss) needs --masked_loss, as in kohya. Add --masked_loss, or remove "
+                                  "the key.")
+    if getattr(args, "conditioning_data_dir", None):
+        logger.warning("--conditioning_data_dir is ignored without --masked_loss (as in kohya).")
+
+
+def blueprint_from_config(config: dict[str, Any], args: Namespace,
+                          source: str = "dataset config") -> list[DatasetParams]:
     """Resolve a validated dataset config against the CLI args."""
+    _check_masked_loss(config, args, source)
     general = config.get("general", {})
     prior = getattr(args, "prior_loss_weight", None)
     datasets = []
@@ -164,7 +183,7 @@ def load_blueprint(args: Namespace) -> list[DatasetParams]:
         ignored = [name for name in ("train_data_dir", "reg_data_dir", "in_json") if getattr(args, name, None)]
         if ignored:
             logger.warning("ignoring the following options because config file is found: %s", ", ".join(ignored))
-        return blueprint_from_config(load_dataset_config(path), args)
+        return blueprint_from_config(load_dataset_config(path), args, str(path))
     in_json = getattr(args, "in_json", None)
     if in_json:
         subset = {"metadata_file": in_json}
@@ -176,4 +195,4 @@ def load_blueprint(args: Namespace) -> list[DatasetParams]:
     else:
         raise ConfigError("No dataset given: pass --dataset_config FILE (a kohya dataset.toml), or "
                           "--train_data_dir FOLDER (with <repeats>_<name> subfolders).")
-    return blueprint_from_config(validate_config(config, "command line dataset"), args)
+    return blueprint_from_config(validate_config(config, "command line dataset"), args, "command line dataset")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from library.dataset.blueprint import DatasetParams
 from library.dataset.buckets import BucketManager, adjust_min_max, check_bucket_steps, format_bucket_table
 from library.dataset.captions import CaptionOptions
+from library.dataset.conditioning import attach_masks
+from library.dataset.face_crop import FaceCrop, face_from_name
 from library.dataset.images import Placement
 from library.dataset.json_captions import flat_text
 from library.dataset.sources import ImageItem, balance_regularization, dreambooth_items, finetune_items
@@ -106,9 +108,12 @@ class BucketDataset:
                 logger.warning("%s: ignore duplicated subset with '%s': use the first one", where, ident)
                 continue
             seen.add(str(ident))
-            if subset.face_crop_aug_range is not None:
-                logger.warning("%s: face_crop_aug_range is not supported by this trainer and is ignored.", where)
+            if subset.face_crop_aug_range is not None and self.params.enable_bucket:
+                logger.warning("%s: face_crop_aug_range is ignored because bucketing is enabled (kohya uses it only "
+                               "with enable_bucket = false).", where)
             items = finetune_items(subset, j, where) if subset.is_finetune else dreambooth_items(subset, j, where)
+            if subset.conditioning_data_dir is not None and items:
+                attach_masks(items, subset.conditioning_data_dir, where)
             if not items:
                 logger.warning("%s: ignore subset with '%s': no images found", where, ident)
                 self.empty_dirs.append(str(ident))
@@ -135,10 +140,10 @@ class BucketDataset:
         return BucketManager.bucketing(p.resolution, p.min_bucket_reso, p.max_bucket_reso, p.bucket_reso_steps,
                                        p.bucket_no_upscale)
 
-    def _check_unbucketed(self, item: ImageItem, random_crop: bool) -> None:
+    def _check_unbucketed(self, item: ImageItem, random_crop: bool, face: FaceCrop | None) -> None:
         width, height = item.size
         res_w, res_h = self.params.resolution
-        if (width > res_w or height > res_h) and not random_crop:
+        if (width > res_w or height > res_h) and not random_crop and face is None:
             raise ConfigError(f"image too large, but cropping and bucketing are disabled: {item.path} is "
                               f"{width}x{height}, resolution is {res_w}x{res_h}. Set enable_bucket = true, or "
                               "random_crop = true, or resize the image.")
@@ -151,15 +156,17 @@ class BucketDataset:
         for item in self.items:
             subset = self.subsets[item.subset]
             interpolation = subset.resize_interpolation or self.params.resize_interpolation
+            face = None
             if self.params.enable_bucket:
                 if self.params.bucket_no_upscale and min(item.size) < self.params.bucket_reso_steps:
                     raise ConfigError(f"{item.path}: {item.size[0]}x{item.size[1]} is smaller than "
                                       f"bucket_reso_steps {self.params.bucket_reso_steps}; remove it or upscale it.")
                 bucket, resized, error = manager.select(*item.size)
             else:
-                self._check_unbucketed(item, subset.random_crop)
+                face = face_from_name(item.path, subset.face_crop_aug_range)
+                self._check_unbucketed(item, subset.random_crop, face)
                 bucket, resized, error = self.params.resolution, item.size, 0.0
-            placement = Placement(bucket, resized, interpolation, subset.random_crop, subset.alpha_mask)
+            placement = Placement(bucket, resized, interpolation, subset.random_crop, subset.alpha_mask, face)
             weight = self.params.prior_loss_weight if item.is_reg else 1.0
             self.samples.append(Sample(item, placement, CaptionOptions.from_subset(subset), subset.flip_aug,
                                        subset.color_aug, weight, error, dict(subset.custom_attributes)))

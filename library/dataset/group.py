@@ -19,8 +19,9 @@ from torch.utils.data import Dataset
 from library.dataset import caching
 from library.dataset.blueprint import load_blueprint
 from library.dataset.captions import is_dropped, item_rng, render_caption
+from library.dataset.conditioning import cached_mask
 from library.dataset.dataset import BucketDataset, Sample
-from library.dataset.images import prepare_sample
+from library.dataset.images import combine_masks, prepare_sample
 from library.dataset.metadata import group_metadata
 from library.errors import ConfigError
 
@@ -85,15 +86,19 @@ class DatasetGroup(Dataset):
                                                               caption_rng, self.current_step, self.max_train_steps))
             if self.latent_cache.ready:
                 latent, mask = self.latent_cache.get(sample, flip)
+                if sample.item.mask_path is not None:
+                    condition = cached_mask(sample.item, sample.item.mask_path, sample.placement, flip)
+                    mask = combine_masks([m for m in (mask, condition) if m is not None])
                 latents.append(latent)
                 masks.append(mask)
             else:
-                image, mask = prepare_sample(sample.item.path, sample.placement, flip, sample.color_aug, image_rng)
+                image, mask = prepare_sample(sample.item.path, sample.placement, flip, sample.color_aug, image_rng,
+                                             sample.item.mask_path)
                 images.append(image)
                 masks.append(mask)
             if self.text_cache.ready:
                 texts.append(self.text_cache.get(sample, dropped))
-        use_masks = any(s.placement.alpha_mask for s in samples)
+        use_masks = any(s.placement.alpha_mask or s.item.mask_path is not None for s in samples)
         return {
             "image_keys": [str(s.item.path) for s in samples],
             "captions": captions,
@@ -128,11 +133,13 @@ class DatasetGroup(Dataset):
         return group_metadata(self)
 
     def latent_cache_blockers(self) -> list[str]:
-        """Options that change the image every step, so its latents cannot be cached."""
+        """Options that change the image every step, so its latents cannot be cached (a face crop draws its scale
+        and offset every step; it only counts where it applies: bucketing off and face info in a file name)."""
         names = []
         for d in self.datasets:
             for s in d.subsets:
                 names += [n for n, on in (("color_aug", s.color_aug), ("random_crop", s.random_crop)) if on]
+        names += ["face_crop_aug_range" for s in self.all_samples() if s.placement.face is not None]
         return sorted(set(names))
 
     def text_cache_blockers(self) -> list[str]:

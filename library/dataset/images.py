@@ -1,4 +1,4 @@
-"""Image files: discovery, header-only size checks, and kohya's resize / crop / flip / alpha-mask to a bucket.
+"""Image files: discovery, header-only size checks, and kohya's resize / crop / flip / loss masks to a bucket.
 
 PIL only (no OpenCV). kohya's default "area when shrinking in both directions, lanczos otherwise" maps to PIL's
 BOX filter (exact area averaging) and LANCZOS. RGB and alpha are resized separately, as OpenCV does, because PIL
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from library.dataset.face_crop import FaceCrop, face_geometry
 from library.errors import ConfigError
 
 _BASE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -48,13 +49,17 @@ def read_image_size(path: Path) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Placement:
-    """How one image becomes one training sample: bucket (w, h), resize target (w, h) and options."""
+    """How one image becomes one training sample: bucket (w, h), resize target (w, h) and options.
+
+    With `face` (bucketing off, face_crop_aug_range, face info in the name) the resize target and crop are drawn per
+    step around the face instead (see face_crop.py)."""
 
     bucket: tuple[int, int]
     resized: tuple[int, int]
     interpolation: str | None = None
     random_crop: bool = False
     alpha_mask: bool = False
+    face: FaceCrop | None = None
 
 
 def _resample(original: tuple[int, int], target: tuple[int, int], interpolation: str | None) -> Image.Resampling:
@@ -82,27 +87,50 @@ def load_pixels(path: Path, alpha_mask: bool) -> tuple[Image.Image, Image.Image 
     return rgb, alpha
 
 
+def load_mask(path: Path, size: tuple[int, int]) -> Image.Image:
+    """A conditioning mask's red channel (kohya's masked loss reads R), resized to its image's `size` if needed."""
+    try:
+        with Image.open(path) as image:
+            red = image.convert("RGB").getchannel("R")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ConfigError(f"{path}: cannot decode this mask image ({error}). Re-save it or remove it.") from None
+    return red if red.size == size else red.resize(size, _resample(red.size, size, None))
+
+
 def _crop_offset(excess: int, random_crop: bool, rng: random.Random | None) -> int:
     if excess <= 0:
         return 0
     return rng.randint(0, excess) if random_crop and rng is not None else excess // 2
 
 
-def fit_to_bucket(rgb: Image.Image, alpha: Image.Image | None, placement: Placement,
-                  rng: random.Random | None) -> tuple[Image.Image, Image.Image | None, tuple[int, int, int, int]]:
-    """Resize to `placement.resized` (if different), then crop the overflow (centred, or random)."""
-    if rgb.size != placement.resized:
-        method = _resample(rgb.size, placement.resized, placement.interpolation)
-        rgb = rgb.resize(placement.resized, method)
-        alpha = alpha.resize(placement.resized, method) if alpha is not None else None
-    width, height = rgb.size
+def plan_geometry(size: tuple[int, int], placement: Placement,
+                  rng: random.Random | None) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """(resize target, crop box) for an image of `size`: drawn once per step, then applied to image and masks."""
+    if placement.face is not None:
+        return face_geometry(size, placement.bucket, placement.face, placement.random_crop, rng)
+    width, height = placement.resized
     left = _crop_offset(width - placement.bucket[0], placement.random_crop, rng)
     top = _crop_offset(height - placement.bucket[1], placement.random_crop, rng)
-    box = (left, top, left + placement.bucket[0], top + placement.bucket[1])
-    rgb = rgb.crop(box)
-    alpha = alpha.crop(box) if alpha is not None else None
-    if rgb.size != placement.bucket:
-        raise RuntimeError(f"internal error, illegal trimmed size: {rgb.size}, {placement.bucket}")
+    return placement.resized, (left, top, left + placement.bucket[0], top + placement.bucket[1])
+
+
+def apply_geometry(image: Image.Image, resized: tuple[int, int], box: tuple[int, int, int, int],
+                   interpolation: str | None) -> Image.Image:
+    """Resize (if needed) and crop; the filter depends only on the sizes, so image and mask get the same one."""
+    if image.size != resized:
+        image = image.resize(resized, _resample(image.size, resized, interpolation))
+    image = image.crop(box)
+    if image.size != (box[2] - box[0], box[3] - box[1]):
+        raise RuntimeError(f"internal error, illegal trimmed size: {image.size}, {box}")
+    return image
+
+
+def fit_to_bucket(rgb: Image.Image, alpha: Image.Image | None, placement: Placement,
+                  rng: random.Random | None) -> tuple[Image.Image, Image.Image | None, tuple[int, int, int, int]]:
+    """Resize to the placement's target, then crop to the bucket (centred, random, or around the face)."""
+    resized, box = plan_geometry(rgb.size, placement, rng)
+    rgb = apply_geometry(rgb, resized, box, placement.interpolation)
+    alpha = apply_geometry(alpha, resized, box, placement.interpolation) if alpha is not None else None
     return rgb, alpha, box
 
 
@@ -131,16 +159,32 @@ def mask_tensor(alpha: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(alpha, dtype=np.uint8).copy()).float() / 255.0
 
 
-def prepare_sample(path: Path, placement: Placement, flip: bool, color_aug: bool,
-                   rng: random.Random | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One image as the model's input: (3, H, W) in [-1, 1] and optional (H, W) mask, flipped if asked."""
+def prepare_sample(path: Path, placement: Placement, flip: bool, color_aug: bool, rng: random.Random | None,
+                   mask_path: Path | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One image as the model's input: (3, H, W) in [-1, 1] and optional (H, W) loss mask, flipped if asked.
+
+    The loss mask is the alpha mask, the conditioning mask (`mask_path`), or their product; each is resized and
+    cropped on its own with the image's geometry, so a cached run (masks made at load time) gives the same."""
     rgb, alpha = load_pixels(path, placement.alpha_mask)
-    rgb, alpha, _ = fit_to_bucket(rgb, alpha, placement, rng)
+    size = rgb.size
+    resized, box = plan_geometry(size, placement, rng)
+    rgb = apply_geometry(rgb, resized, box, placement.interpolation)
+    masks = [apply_geometry(alpha, resized, box, placement.interpolation)] if alpha is not None else []
+    if mask_path is not None:
+        masks.append(apply_geometry(load_mask(mask_path, size), resized, box, placement.interpolation))
     if color_aug and rng is not None:
         rgb = color_augment(rgb, rng)
     image = to_tensor(rgb)
-    mask = mask_tensor(alpha) if alpha is not None else None
+    mask = combine_masks([mask_tensor(m) for m in masks])
     if flip:
         image = image.flip(-1)
         mask = mask.flip(-1) if mask is not None else None
     return image, mask
+
+
+def combine_masks(masks: list[torch.Tensor]) -> torch.Tensor | None:
+    """The product of the (H, W) masks given, or None when there are none."""
+    result = None
+    for mask in masks:
+        result = mask if result is None else result * mask
+    return result

@@ -189,9 +189,6 @@ def _check_kinds(config: dict[str, Any], source: str) -> None:
             elif "image_dir" not in subset:
                 raise ConfigError(f"{where}: required key 'image_dir' not provided (a DreamBooth subset needs "
                                   "image_dir; a fine-tuning subset needs metadata_file).")
-            if "conditioning_data_dir" in subset:
-                raise ConfigError(f"{where}: key 'conditioning_data_dir' (ControlNet-style masked loss) is not "
-                                  "supported by this trainer; use alpha_mask = true with transparent images.")
         if not subsets:
             raise ConfigError(f"{source}: datasets[{i}] has no [[datasets.subsets]]; add one with image_dir.")
 

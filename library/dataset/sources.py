@@ -25,7 +25,7 @@ CACHE_INFO_FILE = "metadata_cache.json"
 
 @dataclass
 class ImageItem:
-    """One image of one subset (repeats are counted, not copied)."""
+    """One image of one subset (repeats are counted, not copied); `mask_path` is its conditioning mask, if any."""
 
     path: Path
     caption: RawCaption
@@ -33,6 +33,7 @@ class ImageItem:
     subset: int
     num_repeats: int
     is_reg: bool = False
+    mask_path: Path | None = None
 
 
 def _read_text_caption(path: Path, wildcard: bool) -> str:
