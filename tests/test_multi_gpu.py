@@ -93,7 +93,7 @@ def test_resume_in_two_processes_replays_the_same_losses_and_weights(runs: dict[
 def test_only_the_main_process_writes_and_every_file_is_whole(runs: dict[str, Any]) -> None:
     folder = runs["work"] / "A"
     states = [f"{NAME}-step00000004-state", f"{NAME}-step00000008-state", f"{NAME}-state"]
-    expected = {f"{NAME}-loss.csv", f"{NAME}.safetensors", f"{NAME}-step00000004.safetensors",
+    expected = {f"{NAME}-loss.csv", f"{NAME}-loss.png", f"{NAME}.safetensors", f"{NAME}-step00000004.safetensors",
                 f"{NAME}-step00000008.safetensors", *states}
     assert {path.name for path in folder.iterdir()} == expected
     assert not [path for path in folder.rglob("*") if ".tmp" in path.name]
