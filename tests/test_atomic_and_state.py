@@ -95,3 +95,14 @@ def test_final_files_get_the_usual_permissions(tmp_path: Path) -> None:
     target = tmp_path / "lora.safetensors"
     save_safetensors_atomic({"a": torch.ones(1)}, target)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_retention_keeps_the_newest_step_states(tmp_path: Path) -> None:
+    class Args:
+        save_every_n_steps, save_last_n_steps, save_last_n_steps_state = 2, None, 4
+        save_every_n_epochs = save_last_n_epochs = save_last_n_epochs_state = None
+
+    for step in (2, 4, 6, 8):
+        (tmp_path / state_lib.step_state_name("m", step)).mkdir()
+        Retention(tmp_path, "m", Args()).after_step_save(step)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [state_lib.step_state_name("m", s) for s in (4, 6, 8)]
