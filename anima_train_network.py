@@ -22,6 +22,7 @@ from library.anima.attention_backend import apply_sdpa_backends, resolve_attn_mo
 from library.anima.block_swap import enable_block_swap, validate_blocks_to_swap
 from library.anima.compile import compile_blocks
 from library.anima.conditioning import build_context, collate_text
+from library.anima.detect import cross_check, identify
 from library.anima.flow import noisy_input, velocity_target
 from library.anima.fp8 import apply_fp8_base
 from library.anima.loading import inspect_dit_file, load_anima_dit
@@ -30,7 +31,7 @@ from library.anima.text import AnimaTextEncoder, TextEncoding
 from library.anima.tokenizers import load_t5_tokenizer
 from library.anima.vae import AnimaVAE
 from library.args import parse_args
-from library.errors import ConfigError, UserError
+from library.errors import ConfigError, ModelFileError, UserError
 from library.registries.timesteps import sample_sigmas
 from library.registries.weightings import loss_weighting
 from library.sample_prompts import load_sample_prompts
@@ -46,6 +47,24 @@ def file_identity(path: str | None) -> str:
     target = Path(path)
     stat = target.stat()
     return f"{target.name}:{stat.st_size}:{int(stat.st_mtime)}"
+
+
+def check_model_files(args: Namespace) -> None:
+    """From the files' headers alone: --vae is a VAE, --qwen3 a Qwen3, and the DiT's adapter reads that Qwen3's width
+    (what tools/check_anima_models.py tells), so a swapped path fails now, not after the dataset and DiT load."""
+    findings = []
+    for option, path, kind in (("--pretrained_model_name_or_path", args.pretrained_model_name_or_path, "dit"),
+                               ("--vae", args.vae, "vae"), ("--qwen3", args.qwen3, "qwen3")):
+        finding = identify(path)
+        if finding.kind != kind or not finding.loads:
+            raise ModelFileError(path, f"the file for {option} ({EXPECTED_KINDS[kind]})", finding.summary,
+                                 finding.fix or f"Pass {EXPECTED_KINDS[kind]} with {option}.")
+        findings.append(finding)
+    if problems := cross_check(findings):
+        raise ConfigError(f"{args.pretrained_model_name_or_path} and {args.qwen3}: " + "; ".join(problems) + ".")
+
+
+EXPECTED_KINDS = {"dit": "an Anima DiT", "vae": "the Qwen-Image VAE", "qwen3": "the Qwen3-0.6B text encoder"}
 
 
 class AnimaNetworkTrainer(NetworkTrainer):
@@ -71,6 +90,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
             raise ConfigError(f"--t5_tokenizer_path (--t5_tokenizer_dir) {args.t5_tokenizer_path}: not a folder. "
                               f"Leave it unset to use the bundled T5 tokenizer.")
         info = inspect_dit_file(args.pretrained_model_name_or_path)
+        check_model_files(args)
         if args.blocks_to_swap:
             validate_blocks_to_swap(args.blocks_to_swap, info.config.num_blocks)
         self.sdpa_backends = resolve_attn_mode(args.attn_mode, args.xformers)

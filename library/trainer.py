@@ -30,7 +30,7 @@ from library.dataset import build_dataset_group
 from library.errors import ConfigError
 from library.metadata import base_metadata, parse_network_args
 from library.registries import validate_registries
-from library.registries.optimizers import build_optimizer
+from library.registries.optimizers import build_optimizer, check_optimizer_builds
 from library.registries.schedulers import build_lr_scheduler
 from library.saving import probe_output_dir
 
@@ -119,6 +119,7 @@ class NetworkTrainer:
     def validate(self, args: Namespace) -> state_lib.TrainState | None:
         """Every check that needs no model: fails in the first second with a message naming the culprit."""
         validate_registries(args)
+        check_optimizer_builds(args)
         tracking.validate_tracking(args)
         self.assert_extra_args(args)
         if args.network_module is None:

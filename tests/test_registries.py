@@ -14,7 +14,7 @@ from library.args import build_parser, parse_args
 from library.errors import ConfigError
 from library.registries import validate_registries
 from library.registries.losses import compute_loss
-from library.registries.optimizers import OPTIMIZERS, build_optimizer
+from library.registries.optimizers import OPTIMIZERS, build_optimizer, check_optimizer_builds
 from library.registries.schedulers import build_lr_scheduler
 from library.registries.weightings import loss_weighting
 
@@ -246,3 +246,11 @@ def test_bad_optimizer_value_is_a_config_error_at_build() -> None:
     args = make_args("--optimizer_args", "betas=(0.9,)")
     with pytest.raises(ConfigError, match=r"rejected --optimizer_args"):
         build_optimizer(args, [{"params": [torch.nn.Parameter(torch.zeros(1))]}])
+
+
+@pytest.mark.parametrize("name,bad", [("AdamW", "betas=0.9"), ("AdamW8bit", "eps='x'"), ("Prodigy", "betas=0.9"),
+                                      ("SGDNesterov", "momentum=-1")])
+def test_a_bad_optimizer_value_fails_the_start_up_check(name: str, bad: str) -> None:
+    check_optimizer_builds(make_args("--optimizer_type", name))
+    with pytest.raises(ConfigError, match=f"--optimizer_type {name} rejected --optimizer_args"):
+        check_optimizer_builds(make_args("--optimizer_type", name, "--optimizer_args", bad))

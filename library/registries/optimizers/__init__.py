@@ -42,6 +42,7 @@ __all__ = [
     "OPTIMIZERS",
     "OptimizerBundle",
     "build_optimizer",
+    "check_optimizer_builds",
     "optimizer_entry",
     "optimizer_name",
     "validate_optimizer",
@@ -132,3 +133,11 @@ def build_optimizer(args: argparse.Namespace, param_groups: list) -> OptimizerBu
     except (ValueError, IndexError, KeyError) as exc:  # e.g. betas=(0.9,) fails inside the constructor
         raise ConfigError(f"--optimizer_type {name} rejected --optimizer_args {kwargs}: {exc}") from None
     return OptimizerBundle(optimizer, _describe(cls, kwargs), is_schedule_free=entry.schedule_free)
+
+
+def check_optimizer_builds(args: argparse.Namespace) -> None:
+    """A throwaway build on one parameter, so a bad `--optimizer_args` value (e.g. `betas=0.9`) fails at start-up
+    instead of after the dataset and the models have loaded. The first build imports what the real one needs."""
+    import torch
+
+    build_optimizer(args, [{"params": [torch.nn.Parameter(torch.zeros(1))]}])
