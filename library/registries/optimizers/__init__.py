@@ -114,6 +114,10 @@ def _describe(cls: type, kwargs: dict[str, Any]) -> str:
     return text + (f"({','.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else "")
 
 
+_ARGS_FIX = ("Fix that value: --optimizer_args takes key=value pairs with Python literals, e.g. "
+             "--optimizer_args \"betas=(0.9,0.999)\" \"weight_decay=0.01\".")
+
+
 def build_optimizer(args: argparse.Namespace, param_groups: list) -> OptimizerBundle:
     """Build the optimizer for `param_groups` (the network's `prepare_optimizer_params` result) from
     `--optimizer_type`, `--optimizer_args` and `--learning_rate`."""
@@ -129,9 +133,9 @@ def build_optimizer(args: argparse.Namespace, param_groups: list) -> OptimizerBu
     except TypeError as exc:
         if re.search(r"unexpected keyword|got multiple values", str(exc)):
             _check_kwargs(name, cls, kwargs)
-        raise ConfigError(f"--optimizer_type {name} rejected --optimizer_args {kwargs}: {exc}") from None
+        raise ConfigError(f"--optimizer_type {name} rejected --optimizer_args {kwargs}: {exc}. {_ARGS_FIX}") from None
     except (ValueError, IndexError, KeyError) as exc:  # e.g. betas=(0.9,) fails inside the constructor
-        raise ConfigError(f"--optimizer_type {name} rejected --optimizer_args {kwargs}: {exc}") from None
+        raise ConfigError(f"--optimizer_type {name} rejected --optimizer_args {kwargs}: {exc}. {_ARGS_FIX}") from None
     return OptimizerBundle(optimizer, _describe(cls, kwargs), is_schedule_free=entry.schedule_free)
 
 
