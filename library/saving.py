@@ -18,16 +18,21 @@ SAVE_DTYPES = {None: None, "float": torch.float32, "fp32": torch.float32, "fp16"
 PROBE_MIN_FREE_BYTES = 64 * 1024 * 1024
 
 
-def step_file_name(output_name: str, step: int) -> str:
-    return f"{output_name}-step{step:08d}.safetensors"
+def step_file_name(output_name: str, step: int, ext: str = "safetensors") -> str:
+    return f"{output_name}-step{step:08d}.{ext}"
 
 
-def epoch_file_name(output_name: str, epoch: int) -> str:
-    return f"{output_name}-{epoch:06d}.safetensors"
+def epoch_file_name(output_name: str, epoch: int, ext: str = "safetensors") -> str:
+    return f"{output_name}-{epoch:06d}.{ext}"
 
 
-def final_file_name(output_name: str) -> str:
-    return f"{output_name}.safetensors"
+def final_file_name(output_name: str, ext: str = "safetensors") -> str:
+    return f"{output_name}.{ext}"
+
+
+def model_ext(args: Any) -> str:
+    """kohya's --save_model_as: safetensors (default; what ComfyUI and every tool reads), or ckpt / pt (torch.save)."""
+    return getattr(args, "save_model_as", None) or "safetensors"
 
 
 def probe_output_dir(output_dir: str | None) -> Path:
@@ -86,13 +91,13 @@ class Retention:
                     remove(old)
 
     def _remove_step_file(self, step: int) -> None:
-        _remove(self.output_dir / step_file_name(self.output_name, step))
+        _remove(self.output_dir / step_file_name(self.output_name, step, model_ext(self.args)))
 
     def _remove_step_state(self, step: int) -> None:
         shutil.rmtree(self.output_dir / state_lib.step_state_name(self.output_name, step), ignore_errors=True)
 
     def _remove_epoch_file(self, epoch: int) -> None:
-        _remove(self.output_dir / epoch_file_name(self.output_name, epoch))
+        _remove(self.output_dir / epoch_file_name(self.output_name, epoch, model_ext(self.args)))
 
     def _remove_epoch_state(self, epoch: int) -> None:
         shutil.rmtree(self.output_dir / state_lib.epoch_state_name(self.output_name, epoch), ignore_errors=True)

@@ -50,6 +50,7 @@ class TrainLoop:
         self.steps_per_epoch, self.num_epochs = steps_per_epoch, num_epochs
         self.output_dir = Path(args.output_dir)
         self.output_name = args.output_name or "last"
+        self.ext = saving.model_ext(args)
         self.retention = saving.Retention(self.output_dir, self.output_name, args)
         self.global_step, self.start_epoch, self.skip_batches = 0, 1, 0
         self.losses: list[tuple[int, float]] = []
@@ -165,7 +166,7 @@ class TrainLoop:
         if args.sample_every_n_steps and not args.sample_every_n_epochs and self.global_step % args.sample_every_n_steps == 0:
             self._sample(epoch=None)
         if args.save_every_n_steps and self.global_step % args.save_every_n_steps == 0:
-            self._save_model(saving.step_file_name(self.output_name, self.global_step), epoch)
+            self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)
             if args.save_state:
                 self._save_state(state_lib.step_state_name(self.output_name, self.global_step), epoch, batches_done)
             if self.acc.is_main_process:
@@ -179,7 +180,7 @@ class TrainLoop:
         self._validate_epoch(epoch)
         self.acc.wait_for_everyone()
         if args.save_every_n_epochs and epoch % args.save_every_n_epochs == 0 and epoch < self.num_epochs:
-            self._save_model(saving.epoch_file_name(self.output_name, epoch), epoch)
+            self._save_model(saving.epoch_file_name(self.output_name, epoch, self.ext), epoch)
             if args.save_state:
                 self._save_state(state_lib.epoch_state_name(self.output_name, epoch), epoch, len(self.loader))
             if self.acc.is_main_process:
@@ -217,7 +218,7 @@ class TrainLoop:
     def _interrupt(self, epoch: int, batches_done: int) -> None:
         name = state_lib.step_state_name(self.output_name, self.global_step)
         self.stop.saving = True
-        self._save_model(saving.step_file_name(self.output_name, self.global_step), epoch)
+        self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)
         self._save_state(name, epoch, batches_done)
         self.acc.print(f"\nStopped by {self.stop.signal_name or 'a signal'} at step {self.global_step}. "
                        f"To continue exactly where it stopped:\n  {state_lib.resume_command(self.output_dir / name)}")
@@ -226,7 +227,7 @@ class TrainLoop:
 
     def _finish(self) -> None:
         self.acc.wait_for_everyone()
-        final = self.output_dir / saving.final_file_name(self.output_name)
+        final = self.output_dir / saving.final_file_name(self.output_name, self.ext)
         self._save_model(final.name, self.num_epochs)
         if self.args.save_state or self.args.save_state_on_train_end:
             self._save_state(state_lib.final_state_name(self.output_name), self.num_epochs, len(self.loader))

@@ -86,3 +86,12 @@ def test_caches_are_written_once_and_reused(tiny: Path, tmp_path: Path, caplog: 
     assert "latents to encode: 1 of 1" in first
     assert "latents to encode: 0 of 1" in caplog.text and "captions to encode: 0 of" in caplog.text
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+
+
+def test_save_model_as_pt_writes_a_file_network_weights_reads(tiny: Path, tmp_path: Path) -> None:
+    out = train(tiny, tmp_path / "pt", "--max_train_steps", "2", "--save_model_as", "pt", "--save_every_n_steps", "1")
+    assert {p.name for p in out.glob("anima_tiny_lora*.pt")} == {
+        "anima_tiny_lora.pt", "anima_tiny_lora-step00000001.pt", "anima_tiny_lora-step00000002.pt"}
+    assert not list(out.glob("*.safetensors"))
+    train(tiny, tmp_path / "warm", "--max_train_steps", "1", "--network_weights", str(out / "anima_tiny_lora.pt"))
+    assert (tmp_path / "warm" / "anima_tiny_lora.safetensors").is_file()
