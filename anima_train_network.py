@@ -94,6 +94,9 @@ class AnimaNetworkTrainer(NetworkTrainer):
         if args.blocks_to_swap:
             validate_blocks_to_swap(args.blocks_to_swap, info.config.num_blocks)
         self.sdpa_backends = resolve_attn_mode(args.attn_mode, args.xformers)
+        if args.base_weights and (args.fp8_base or args.fp8_base_unet):
+            raise ConfigError("--base_weights cannot be merged into fp8 weights (--fp8_base). Merge them into the DiT "
+                              "file first with tools/merge_anima_lora.py, then train that file with --fp8_base.")
         self.t5_tokenizer = load_t5_tokenizer(
             args.t5_tokenizer_path, auto_download=args.auto_download_t5_tokenizer, repo_id=args.t5_tokenizer_repo_id,
             subfolder=args.t5_tokenizer_subfolder, modelscope_fallback=args.t5_tokenizer_modelscope_fallback,

@@ -29,6 +29,7 @@ from library.args import build_parser
 from library.dataset import build_dataset_group
 from library.errors import ConfigError
 from library.metadata import base_metadata, parse_network_args
+from library.network_setup import check_network_file_options, create_trained_network, merge_base_weights
 from library.registries import validate_registries
 from library.registries.optimizers import build_optimizer, check_optimizer_builds
 from library.registries.schedulers import build_lr_scheduler
@@ -131,6 +132,7 @@ class NetworkTrainer:
             raise ConfigError(f"--network_module {args.network_module}: cannot import it ({exc}). "
                               f"Use networks.lora_anima or networks.lokr_anima.") from exc
         parse_network_args(args.network_args)
+        check_network_file_options(args)
         resume = None
         if args.resume:
             resume = state_lib.read_train_state(args.resume)
@@ -229,16 +231,9 @@ class NetworkTrainer:
             self.release_text_encoders(args, models)
 
     def _create_network(self, args: Namespace, models: ModelParts, accelerator: Accelerator) -> Any:
-        module = importlib.import_module(args.network_module)
-        kwargs = self.network_args(args)
-        network = module.create_network(1.0, args.network_dim, args.network_alpha, models.vae, models.text_encoders,
-                                        models.denoiser, neuron_dropout=args.network_dropout, **kwargs)
-        network.apply_to(models.text_encoders, models.denoiser, False, True)
-        if args.network_weights:
-            info = network.load_weights(args.network_weights)
-            accelerator.print(f"warm start: network weights loaded from {args.network_weights} ({info}); "
-                              f"optimizer and schedule start fresh (use --resume to continue a run).")
-        return network
+        merge_base_weights(args, models, accelerator.print)
+        torch.manual_seed(args.seed)  # the network's initial weights depend on --seed alone, not on what loaded before
+        return create_trained_network(args, models, self.network_args(args), accelerator.print)
 
     def _param_groups(self, args: Namespace, network: Any) -> tuple[list[dict[str, Any]], list[str]]:
         result = network.prepare_optimizer_params(
