@@ -11,30 +11,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from library.anima.layers import RMSNorm, attention, merge_heads, split_heads
+from library.anima.layers import QKNormProjections, attention, merge_heads
 from library.anima.rope import apply_rope
 
 
-class Attention(nn.Module):
+class Attention(QKNormProjections):
     """Multi-head attention with per-head QK RMSNorm; RoPE on q and k when given."""
 
     def __init__(self, dim: int, context_dim: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        head_dim = dim // num_heads
-        self.q_proj = nn.Linear(dim, dim, bias=False)
-        self.k_proj = nn.Linear(context_dim, dim, bias=False)
-        self.v_proj = nn.Linear(context_dim, dim, bias=False)
+        super().__init__(dim, context_dim, num_heads)
         self.output_proj = nn.Linear(dim, dim, bias=False)
-        self.q_norm = RMSNorm(head_dim)
-        self.k_norm = RMSNorm(head_dim)
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        q = self.q_norm(split_heads(self.q_proj(x), self.num_heads))
-        k = self.k_norm(split_heads(self.k_proj(context), self.num_heads))
-        v = split_heads(self.v_proj(context), self.num_heads)
+        q, k, v = self.heads(x, context)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         return self.output_proj(merge_heads(attention(q, k, v)))

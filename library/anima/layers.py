@@ -66,3 +66,23 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch
     mask = key_mask | ~has_keys[:, None]
     out = _sdpa(q, k, v, mask[:, None, None, :])
     return out * has_keys[:, None, None, None].to(out.dtype)
+
+
+class QKNormProjections(nn.Module):
+    """q/k/v projections (no bias) with per-head RMSNorm on q and k, shared by the DiT's and the adapter's attention;
+    each subclass adds its output projection under the checkpoint's own name (`output_proj` / `o_proj`)."""
+
+    def __init__(self, dim: int, context_dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.k_proj = nn.Linear(context_dim, dim, bias=False)
+        self.v_proj = nn.Linear(context_dim, dim, bias=False)
+        self.q_norm = RMSNorm(dim // num_heads)
+        self.k_norm = RMSNorm(dim // num_heads)
+
+    def heads(self, x: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, H, L, D) queries and keys (normalised) and values."""
+        q = self.q_norm(split_heads(self.q_proj(x), self.num_heads))
+        k = self.k_norm(split_heads(self.k_proj(context), self.num_heads))
+        return q, k, split_heads(self.v_proj(context), self.num_heads)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from library.anima.layers import RMSNorm, attention, merge_heads, split_heads
+from library.anima.layers import QKNormProjections, RMSNorm, attention, merge_heads
 from library.anima.rope import apply_rope, rope_1d
 
 
@@ -36,27 +36,18 @@ class LLMAdapterConfig:
 Rope = tuple[torch.Tensor, torch.Tensor]
 
 
-class AdapterAttention(nn.Module):
+class AdapterAttention(QKNormProjections):
     """Multi-head attention with per-head QK RMSNorm and RoPE on both queries and keys."""
 
     def __init__(self, model_dim: int, context_dim: int, num_heads: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        head_dim = model_dim // num_heads
-        self.q_proj = nn.Linear(model_dim, model_dim, bias=False)
-        self.k_proj = nn.Linear(context_dim, model_dim, bias=False)
-        self.v_proj = nn.Linear(context_dim, model_dim, bias=False)
+        super().__init__(model_dim, context_dim, num_heads)
         self.o_proj = nn.Linear(model_dim, model_dim, bias=False)
-        self.q_norm = RMSNorm(head_dim)
-        self.k_norm = RMSNorm(head_dim)
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor, q_rope: Rope, k_rope: Rope, key_mask: torch.Tensor | None
     ) -> torch.Tensor:
-        q = apply_rope(self.q_norm(split_heads(self.q_proj(x), self.num_heads)), *q_rope)
-        k = apply_rope(self.k_norm(split_heads(self.k_proj(context), self.num_heads)), *k_rope)
-        v = split_heads(self.v_proj(context), self.num_heads)
-        return self.o_proj(merge_heads(attention(q, k, v, key_mask)))
+        q, k, v = self.heads(x, context)
+        return self.o_proj(merge_heads(attention(apply_rope(q, *q_rope), apply_rope(k, *k_rope), v, key_mask)))
 
 
 class LLMAdapterTransformerBlock(nn.Module):
