@@ -23,14 +23,14 @@ from library.anima.block_swap import enable_block_swap, validate_blocks_to_swap
 from library.anima.compile import compile_blocks
 from library.anima.conditioning import build_context, collate_text
 from library.anima.detect import cross_check, identify
-from library.anima.flow import noisy_input, velocity_target
+from library.anima.flow import broadcast_sigmas, noisy_input, velocity_target
 from library.anima.fp8 import apply_fp8_base
 from library.anima.loading import inspect_dit_file, load_anima_dit
 from library.anima.metadata import anima_metadata
 from library.anima.text import AnimaTextEncoder, TextEncoding
 from library.anima.tokenizers import load_t5_tokenizer
 from library.anima.vae import AnimaVAE
-from library.args import parse_args
+from library.args import parse_args, setup_console_logging
 from library.errors import ConfigError, ModelFileError, UserError
 from library.registries.timesteps import sample_sigmas
 from library.registries.weightings import loss_weighting
@@ -94,6 +94,8 @@ class AnimaNetworkTrainer(NetworkTrainer):
         if args.blocks_to_swap:
             validate_blocks_to_swap(args.blocks_to_swap, info.config.num_blocks)
         self.sdpa_backends = resolve_attn_mode(args.attn_mode, args.xformers)
+        if args.unsloth_offload_checkpointing:  # kohya's async activation offload: ours is checkpointing + CPU offload
+            args.gradient_checkpointing = args.cpu_offload_checkpointing = True
         if args.base_weights and (args.fp8_base or args.fp8_base_unet):
             raise ConfigError("--base_weights cannot be merged into fp8 weights (--fp8_base). Merge them into the DiT "
                               "file first with tools/merge_anima_lora.py, then train that file with --fp8_base.")
@@ -114,6 +116,8 @@ class AnimaNetworkTrainer(NetworkTrainer):
             apply_fp8_base(dit, weight_dtype)  # before the network wraps the Linears' forward
         vae_dtype = torch.float32 if args.no_half_vae else weight_dtype
         vae = AnimaVAE.load(args.vae, dtype=vae_dtype, device=device)
+        if args.vae_chunk_size:
+            vae.enable_tiling(args.vae_chunk_size * 8)
         text_encoder = AnimaTextEncoder.load(args.qwen3, dtype=weight_dtype, device=device,
                                              t5_tokenizer=self.t5_tokenizer)
         return ModelParts(denoiser=dit, text_encoders=[text_encoder], vae=vae)
@@ -173,7 +177,10 @@ class AnimaNetworkTrainer(NetworkTrainer):
         model_noise = noise
         if args.ip_noise_gamma:
             extra = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
-            model_noise = noise + args.ip_noise_gamma * extra
+            gamma = torch.full((latents.shape[0],), args.ip_noise_gamma, device=device)
+            if args.ip_noise_gamma_random_strength:
+                gamma = gamma * torch.rand(gamma.shape, generator=generator, device=device)
+            model_noise = noise + broadcast_sigmas(gamma, extra) * extra
         x = noisy_input(latents, model_noise, sigmas).unsqueeze(2)
         pred = dit(x.to(dtype), sigmas.to(dtype), context.to(dtype)).squeeze(2)
         return pred, velocity_target(latents, noise), sigmas, loss_weighting(args, sigmas)
@@ -188,11 +195,11 @@ class AnimaNetworkTrainer(NetworkTrainer):
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     trainer = AnimaNetworkTrainer()
     parser = trainer.setup_parser()
     try:
         args = parse_args(parser, argv)
+        setup_console_logging(args)
         trainer.train(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ then `parse_args`.
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 
 from library.arguments import (
@@ -27,6 +28,7 @@ from library.arguments import (
 )
 from library.config_file import config_path, load_config_values, write_output_config
 from library.errors import ConfigError
+from library.option_support import annotate_help
 
 GROUPS = (
     logging_options,
@@ -51,6 +53,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
     for group in GROUPS:
         group.add_arguments(parser)
+    annotate_help(parser)
     return parser
 
 
@@ -71,3 +74,10 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     if args.deepspeed:
         raise ConfigError("--deepspeed: DeepSpeed is not supported by this trainer; remove the option.")
     return args
+
+
+def setup_console_logging(args: argparse.Namespace) -> None:
+    """kohya's --console_log_level / --console_log_file / --console_log_simple."""
+    level = getattr(logging, (args.console_log_level or "INFO").upper(), logging.INFO)
+    fmt = "%(message)s" if args.console_log_simple else "%(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level, format=fmt, filename=args.console_log_file, force=True)

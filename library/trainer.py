@@ -27,9 +27,11 @@ from library import state as state_lib
 from library import tracking
 from library.args import build_parser
 from library.dataset import build_dataset_group
+from library.dataset.preview import print_dataset_preview
 from library.errors import ConfigError
 from library.metadata import base_metadata, parse_network_args
 from library.network_setup import check_network_file_options, create_trained_network, merge_base_weights
+from library.option_support import check_option_support
 from library.registries import validate_registries
 from library.registries.optimizers import build_optimizer, check_optimizer_builds
 from library.registries.schedulers import build_lr_scheduler
@@ -120,6 +122,7 @@ class NetworkTrainer:
     def validate(self, args: Namespace) -> state_lib.TrainState | None:
         """Every check that needs no model: fails in the first second with a message naming the culprit."""
         validate_registries(args)
+        check_option_support(args)
         check_optimizer_builds(args)
         tracking.validate_tracking(args)
         self.assert_extra_args(args)
@@ -150,6 +153,9 @@ class NetworkTrainer:
             args.seed = shared_random_seed(accelerator)
             logger.info("no --seed given: using %d", args.seed)
         dataset = build_dataset_group(args, reso_multiple=self.bucket_reso_multiple)
+        if args.debug_dataset:
+            print_dataset_preview(dataset)
+            return
         self._check_cache_options(args, dataset)
 
         torch.manual_seed(args.seed)
@@ -178,6 +184,8 @@ class NetworkTrainer:
         if args.max_train_epochs:
             args.max_train_steps = args.max_train_epochs * steps_per_epoch
         num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
+        if args.save_n_epoch_ratio:
+            args.save_every_n_epochs = max(1, num_epochs // args.save_n_epoch_ratio)
         scheduler = build_lr_scheduler(args, bundle.optimizer, args.max_train_steps, accelerator.num_processes)
         network, optimizer, loader, scheduler = accelerator.prepare(network, bundle.optimizer, loader, scheduler)
 

@@ -95,3 +95,17 @@ def test_save_model_as_pt_writes_a_file_network_weights_reads(tiny: Path, tmp_pa
     assert not list(out.glob("*.safetensors"))
     train(tiny, tmp_path / "warm", "--max_train_steps", "1", "--network_weights", str(out / "anima_tiny_lora.pt"))
     assert (tmp_path / "warm" / "anima_tiny_lora.safetensors").is_file()
+
+
+def test_debug_dataset_shows_batches_and_writes_nothing(tiny: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    train(tiny, tmp_path / "dbg", "--debug_dataset")
+    out = capsys.readouterr().out
+    assert "bucket 0: resolution" in out and "caption: 'a " in out
+    assert not (tmp_path / "dbg").exists() or not any((tmp_path / "dbg").iterdir())
+
+
+def test_save_n_epoch_ratio_sets_the_epoch_interval(tiny: Path, tmp_path: Path) -> None:
+    out = train(tiny, tmp_path / "ratio", "--max_train_epochs", "4", "--save_n_epoch_ratio", "2")
+    assert sorted(p.name for p in out.glob("*.safetensors")) == ["anima_tiny_lora-000002.safetensors",
+                                                                 "anima_tiny_lora.safetensors"]

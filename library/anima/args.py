@@ -13,6 +13,7 @@ from library.arguments.aliases import add_aliases
 from library.arguments.types import NO_EFFECT
 from library.config_file import ROOT_STYLE_HINT
 from library.errors import ConfigError
+from library.option_support import annotate_help
 
 # The model author's training defaults (decision 4): logit-normal, scale 1, no shift.
 ANIMA_DEFAULTS = {"timestep_sampling": "sigmoid", "sigmoid_scale": 1.0, "discrete_flow_shift": 1.0}
@@ -130,3 +131,4 @@ def add_anima_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"Old root-style flag: refused with the command that converts the file ({ROOT_STYLE_HINT}).",
     )
     parser.set_defaults(**ANIMA_DEFAULTS)
+    annotate_help(parser)

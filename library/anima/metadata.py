@@ -32,7 +32,8 @@ def anima_metadata(args: Namespace) -> dict[str, str]:
         "modelspec.date": datetime.datetime.now().replace(microsecond=0).isoformat(),
         "modelspec.prediction_type": "flow",
     }
-    for key in ("author", "description", "license", "tags"):
+    for key in ("author", "description", "license", "tags", "usage_hint", "thumbnail", "merged_from",
+                "trigger_phrase", "preprocessor", "is_negative_embedding"):
         value = getattr(args, f"metadata_{key}", None)
         if value:
             meta[f"modelspec.{key}"] = value

@@ -111,9 +111,14 @@ class AnimaVAE:
         self.vae.to(**moves)
         return self
 
-    def enable_tiling(self) -> None:
-        """diffusers' spatial tiling: large images in bounded memory, at a small cost in seams."""
-        self.vae.enable_tiling()
+    def enable_tiling(self, tile_pixels: int | None = None) -> None:
+        """diffusers' spatial tiling: large images in bounded memory, at a small cost in seams; `tile_pixels` is the
+        tile side (stride 3/4 of it), diffusers' default when None."""
+        if tile_pixels is None:
+            self.vae.enable_tiling()
+        else:
+            stride = max(8, tile_pixels * 3 // 4)
+            self.vae.enable_tiling(tile_pixels, tile_pixels, stride, stride)
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cpu_offload_checkpointing", action="store_true", help="Offload checkpointed activations to the CPU."
     )
     g.add_argument(
-        "--unsloth_offload_checkpointing", action="store_true", help="Asynchronous activation offload (kohya Anima)."
+        "--unsloth_offload_checkpointing", action="store_true", help="kohya Anima's activation offload; here the same as --gradient_checkpointing "
+        "--cpu_offload_checkpointing."
     )
     g.add_argument(
         "--fp8_base", action="store_true", help="Store the DiT's attention/MLP Linear weights in float8_e4m3fn (per-tensor scale), computed in the "
@@ -53,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--vae_batch_size", type=int, default=1, help="Images per VAE batch when caching latents.")
     g.add_argument(
-        "--vae_chunk_size", type=int, default=None, help="Spatial chunk size of VAE encode/decode (even; saves memory)."
+        "--vae_chunk_size", type=int, default=None, help="Encode/decode large images in spatial tiles of this many latent pixels (x8 image pixels), which "
+        "bounds the VAE's memory at a small cost in seams (diffusers' tiling; kohya chunks instead)."
     )
     g.add_argument(
         "--vae_disable_cache", action="store_true", help="Disable the VAE's internal feature cache (saves memory)."
