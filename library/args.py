@@ -76,8 +76,20 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     return args
 
 
+_CONSOLE_HANDLER = "sd-scripts-anima-console"
+
+
 def setup_console_logging(args: argparse.Namespace) -> None:
-    """kohya's --console_log_level / --console_log_file / --console_log_simple."""
-    level = getattr(logging, (args.console_log_level or "INFO").upper(), logging.INFO)
-    fmt = "%(message)s" if args.console_log_simple else "%(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=level, format=fmt, filename=args.console_log_file, force=True)
+    """kohya's --console_log_level / --console_log_file / --console_log_simple. Only our own handler is replaced,
+    so handlers that an embedding program (or pytest) attached keep working."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if h.get_name() == _CONSOLE_HANDLER]:
+        root.removeHandler(handler)
+        handler.close()
+    handler = logging.FileHandler(args.console_log_file, encoding="utf-8") if args.console_log_file \
+        else logging.StreamHandler()
+    handler.set_name(_CONSOLE_HANDLER)
+    handler.setFormatter(logging.Formatter(
+        "%(message)s" if args.console_log_simple else "%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, (args.console_log_level or "INFO").upper(), logging.INFO))

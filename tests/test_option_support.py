@@ -49,9 +49,10 @@ def test_console_log_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
                                               "--console_log_simple"]))
     logging.getLogger("x").info("hidden")
     logging.getLogger("x").warning("shown")
-    logging.shutdown()
+    setup_console_logging(parse_args(PARSER, []))  # back to stderr; closes the file handler
     assert log.read_text(encoding="utf-8").splitlines() == ["shown"]
-    setup_console_logging(parse_args(PARSER, []))
+    ours = [h for h in logging.getLogger().handlers if h.get_name() == "sd-scripts-anima-console"]
+    assert len(ours) == 1 and isinstance(ours[0], logging.StreamHandler)
 
 
 def test_ip_noise_random_strength_scales_the_perturbation_per_sample() -> None:
