@@ -130,11 +130,12 @@ class NetworkTrainer:
             raise ConfigError("--network_module is not set. Use --network_module networks.lora_anima "
                               "(or networks.lokr_anima).")
         try:
-            importlib.import_module(args.network_module)
+            module = importlib.import_module(args.network_module)
         except ImportError as exc:
             raise ConfigError(f"--network_module {args.network_module}: cannot import it ({exc}). "
                               f"Use networks.lora_anima or networks.lokr_anima.") from exc
-        parse_network_args(args.network_args)
+        if hasattr(module, "check_network_args"):  # names checked now; a typo must not cost a model load
+            module.check_network_args(self.network_args(args))
         check_network_file_options(args)
         resume = None
         if args.resume:

@@ -8,6 +8,7 @@ as a boolean, and a value that is not one is a `ConfigError` naming the option.
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -98,3 +99,20 @@ def _compile(regex: str, name: str) -> re.Pattern[str]:
         return re.compile(regex)
     except re.error as error:
         raise ConfigError(f"network_args {name}: {regex!r} is not a valid regular expression ({error}).") from None
+
+
+COMMON_ARGS = frozenset({
+    "train_llm_adapter", "train_norm", "include_patterns", "exclude_patterns", "network_reg_dims",
+    "network_reg_alphas", "network_reg_lrs", "neuron_dropout", "dropout", "rank_dropout", "module_dropout",
+    "llm_adapter_lr", "norm_lr", "verbose",
+})
+
+
+def check_known_args(kwargs: Mapping[str, Any], known: frozenset[str], module_name: str) -> None:
+    """An unknown `--network_args` name is a typo or meant for another network: fail now, naming the nearest."""
+    for name in kwargs:
+        if name not in known:
+            nearest = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f" Did you mean {nearest[0]}?" if nearest else ""
+            raise ConfigError(f"--network_args {name}: {module_name} has no such argument.{hint} "
+                              f"It takes: {', '.join(sorted(known))}.")

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from library.atomic import atomic_path, save_safetensors_atomic
 from library.errors import ConfigError
 from networks._adapter_module import AdapterModule
+from networks._args import get_arg, parse_float, parse_regex_values
 from networks._keys import file_key, group_by_module
 from networks._targets import is_adapter
 
@@ -112,7 +113,9 @@ class AnimaAdapterNetwork(nn.Module):
     def prepare_optimizer_params(
         self, text_encoder_lr, unet_lr, default_lr=None, llm_adapter_lr=None, norm_lr=None
     ) -> tuple[list[dict], list[str]]:
-        """Groups "unet", "llm_adapter" (adapter Linears) and "norm" (all norm deltas, no weight decay).
+        """Groups "unet", "llm_adapter" (adapter Linears) and "norm" (all norm deltas, no weight decay); kohya's
+        `network_reg_lrs` moves matching modules into "reg_lr_<i>" groups, and LoRA+ (`loraplus_lr_ratio`,
+        `loraplus_unet_lr_ratio`) gives each LoRA's up matrix a "<group> plus" group at ratio x lr.
 
         A group's lr is its own (argument, then network_args), else unet_lr, else default_lr."""
         base_lr = unet_lr if unet_lr is not None else default_lr
@@ -121,23 +124,31 @@ class AnimaAdapterNetwork(nn.Module):
             "llm_adapter": llm_adapter_lr if llm_adapter_lr is not None else self.llm_adapter_lr,
             "norm": norm_lr if norm_lr is not None else self.norm_lr,
         }
-        params: dict[str, list[nn.Parameter]] = {name: [] for name in own_lrs}
-        for adapter in self.adapters:
-            group = "norm" if adapter.kind == "norm" else "llm_adapter" if is_adapter(adapter.path) else "unet"
-            params[group].extend(adapter.parameters())
-        groups, descriptions = [], []
-        for name, group_params in params.items():
-            if not group_params:
-                continue
-            group: dict = {"params": group_params}
-            lr = own_lrs[name] if own_lrs[name] is not None else base_lr
-            if lr is not None:
-                group["lr"] = lr
-            if name == "norm":
+        reg_lrs = parse_regex_values(self.network_args.get("network_reg_lrs"), "network_reg_lrs")
+        plus = parse_float(get_arg(self.network_args, "loraplus_unet_lr_ratio", "loraplus_lr_ratio"),
+                           "loraplus_lr_ratio", None)
+        groups: dict[str, dict] = {}
+
+        def add(name: str, params: list[nn.Parameter], lr: float | None) -> None:
+            group = groups.setdefault(name, {"params": []} | ({"lr": lr} if lr is not None else {}))
+            group["params"].extend(params)
+            if name.startswith("norm"):
                 group["weight_decay"] = 0.0
-            groups.append(group)
-            descriptions.append(name)
-        return groups, descriptions
+
+        for adapter in self.adapters:
+            name = "norm" if adapter.kind == "norm" else "llm_adapter" if is_adapter(adapter.path) else "unet"
+            lr = own_lrs[name] if own_lrs[name] is not None else base_lr
+            for index, (pattern, value) in enumerate(reg_lrs):
+                if adapter.kind != "norm" and pattern.fullmatch(adapter.path):
+                    name, lr = f"reg_lr_{index}", value
+                    break
+            params = list(adapter.parameters())
+            if plus is not None and adapter.kind == "lora":
+                up = adapter.lora_up.weight
+                add(f"{name} plus", [up], None if lr is None else lr * plus)
+                params = [p for p in params if p is not up]
+            add(name, params, lr)
+        return list(groups.values()), list(groups)
 
     # files -------------------------------------------------------------------------------------------------
     def file_state_dict(self) -> dict[str, torch.Tensor]:

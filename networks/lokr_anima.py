@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from library.errors import ConfigError
-from networks._args import get_arg, parse_bool, parse_int
+from networks._args import COMMON_ARGS, check_known_args, get_arg, parse_bool, parse_int
 from networks._base import AnimaAdapterNetwork
 from networks._build import Tensors, build_from_weights, build_network, parse_common
 from networks._lokr_module import LoKrLayout, LoKrModule, lokr_layout
@@ -24,6 +24,17 @@ logger = logging.getLogger(__name__)
 MODULE_NAME = "networks.lokr_anima"
 DEFAULT_FACTOR = 8
 FULL_MATRIX_DIM = 100000
+KNOWN_ARGS = COMMON_ARGS | {"factor", "decompose_both", "full_matrix", "algo", "lokr_factor", "lokr_decompose_both",
+                            "lokr_full_matrix", "lokr_rank_dropout", "lokr_module_dropout"}
+
+
+def check_network_args(kwargs: dict[str, Any]) -> None:
+    """Start-up check of `--network_args` names; LyCORIS's `algo` is accepted when it says lokr."""
+    check_known_args(kwargs, KNOWN_ARGS, MODULE_NAME)
+    algo = str(kwargs.get("algo", "lokr")).strip().lower()
+    if algo != "lokr":
+        raise ConfigError(f"--network_args algo={algo}: {MODULE_NAME} trains LoKr only. For LoRA use "
+                          f"--network_module networks.lora_anima; other LyCORIS algorithms are not supported.")
 
 
 def create_network(
@@ -36,6 +47,7 @@ def create_network(
     neuron_dropout: float | None = None,
     **kwargs: Any,
 ) -> AnimaAdapterNetwork:
+    check_network_args(kwargs)
     options = parse_common(kwargs, None, prefix="lokr_")
     if options.dropout or neuron_dropout:
         logger.warning("LoKr has no neuron dropout (as in LyCORIS); use rank_dropout or module_dropout.")

@@ -11,11 +11,18 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from networks._args import COMMON_ARGS, check_known_args
 from networks._base import AnimaAdapterNetwork
 from networks._build import Tensors, build_from_weights, build_network, parse_common
 from networks._lora_module import LoRAModule
 
 MODULE_NAME = "networks.lora_anima"
+KNOWN_ARGS = COMMON_ARGS | {"loraplus_lr_ratio", "loraplus_unet_lr_ratio", "loraplus_text_encoder_lr_ratio"}
+
+
+def check_network_args(kwargs: dict[str, Any]) -> None:
+    """Start-up check of `--network_args` names (values are checked when the network is built)."""
+    check_known_args(kwargs, KNOWN_ARGS, MODULE_NAME)
 
 
 def create_network(
@@ -28,6 +35,7 @@ def create_network(
     neuron_dropout: float | None = None,
     **kwargs: Any,
 ) -> AnimaAdapterNetwork:
+    check_network_args(kwargs)
     options = parse_common(kwargs, neuron_dropout)
 
     def make_linear(path: str, linear: nn.Linear, dim: int, alpha: float) -> LoRAModule:

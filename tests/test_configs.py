@@ -84,3 +84,13 @@ def test_accelerate_configs(path: Path) -> None:
     assert config["num_processes"] == gpus and config["num_machines"] == 1
     assert config["distributed_type"] == "MULTI_GPU"
     assert "Effective batch" in path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("path", TRAIN_ARGS, ids=_ids(TRAIN_ARGS))
+def test_network_args_names_are_known_to_the_network(parser: argparse.ArgumentParser, path: Path) -> None:
+    import importlib
+
+    from library.metadata import parse_network_args
+
+    args = parse_args(parser, ["--config_file", str(path)])
+    importlib.import_module(args.network_module).check_network_args(parse_network_args(args.network_args))
