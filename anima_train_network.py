@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from argparse import ArgumentParser, Namespace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from library.args import parse_args, setup_console_logging
 from library.errors import ConfigError, ModelFileError, UserError
 from library.registries.timesteps import sample_sigmas
 from library.registries.weightings import loss_weighting
+from library.sample_draws import per_sample, randn_per_sample
 from library.sample_prompts import load_sample_prompts
 from library.trainer import ModelParts, NetworkTrainer
 
@@ -165,21 +167,23 @@ class AnimaNetworkTrainer(NetworkTrainer):
 
     def get_noise_pred_and_target(
         self, args: Namespace, accelerator: Any, models: ModelParts, latents: torch.Tensor,
-        text: list[dict[str, torch.Tensor]], generator: torch.Generator, sigmas: torch.Tensor | None = None,
+        text: list[dict[str, torch.Tensor]], generators: Sequence[torch.Generator],
+        sigmas: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         dit = models.denoiser
         device, dtype = latents.device, next(dit.parameters()).dtype
         batch = {key: value.to(device) for key, value in collate_text([TextEncoding(**t) for t in text]).items()}
         context = build_context(dit.llm_adapter, batch)
-        noise = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+        noise = randn_per_sample(latents.shape, generators, device, latents.dtype)
         if sigmas is None:
-            sigmas = sample_sigmas(args, latents.shape[0], tuple(latents.shape[-2:]), device, generator)
+            hw = tuple(latents.shape[-2:])
+            sigmas = per_sample(lambda g: sample_sigmas(args, 1, hw, device, g), generators)
         model_noise = noise
         if args.ip_noise_gamma:
-            extra = torch.randn(latents.shape, generator=generator, device=device, dtype=latents.dtype)
+            extra = randn_per_sample(latents.shape, generators, device, latents.dtype)
             gamma = torch.full((latents.shape[0],), args.ip_noise_gamma, device=device)
             if args.ip_noise_gamma_random_strength:
-                gamma = gamma * torch.rand(gamma.shape, generator=generator, device=device)
+                gamma = gamma * per_sample(lambda g: torch.rand(1, generator=g, device=device), generators)
             model_noise = noise + broadcast_sigmas(gamma, extra) * extra
         x = noisy_input(latents, model_noise, sigmas).unsqueeze(2)
         pred = dit(x.to(dtype), sigmas.to(dtype), context.to(dtype)).squeeze(2)

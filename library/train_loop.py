@@ -1,8 +1,8 @@
 """The step loop: deterministic per step, so an interrupted or resumed run continues exactly.
 
-Every random draw of a micro-batch (noise, timesteps, dropout) comes from a seed derived from
-(seed, epoch, global batch index), and the data order from (seed, epoch); so a run resumed from a
-state folder replays the same numbers without needing the RNG state of the run that wrote it.
+Every random draw of a sample (noise, timesteps) comes from a seed derived from (seed, epoch, the sample's draw
+key), dropout from (seed, epoch, global batch index), and the data order from (seed, epoch); so a run resumed from
+a state folder replays the same numbers without needing the RNG state of the run that wrote it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from library.errors import UserError
 from library.loss_curve import read_loss_csv, training_summary, write_loss_curve_png, write_loss_log
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
+from library.sample_draws import sample_generators, sample_seed
 from library.signals import EXIT_CODE_INTERRUPTED, StopRequest
 from library.validation import num_validation_batches, run_validation
 
@@ -32,9 +33,9 @@ logger = logging.getLogger(__name__)
 
 
 def micro_seed(seed: int, epoch: int, global_batch_index: int) -> int:
-    """Seed of a micro-batch from its place in the epoch's batch list, not from the process that runs it:
-    accelerate gives process p of N the batches p, p+N, ... (global index = local index * N + p), so N processes
-    draw the same noise for a batch as 1 process with N-fold gradient accumulation."""
+    """Seed of the global RNG (network dropout) for a micro-batch from its place in the epoch's batch list, not from
+    the process that runs it: accelerate gives process p of N the batches p, p+N, ... (global index = local index *
+    N + p). Noise and noise levels are drawn per sample instead (library/sample_draws.py)."""
     return hash((seed, epoch, global_batch_index, 0)) & 0x7FFF_FFFF_FFFF
 
 
@@ -123,9 +124,8 @@ class TrainLoop:
 
     def _micro_step(self, batch: dict[str, Any], epoch: int, index: int, grad_accum: int) -> float:
         args, acc, trainer = self.args, self.acc, self.trainer
-        seed = micro_seed(args.seed, epoch, index * acc.num_processes + acc.process_index)
-        torch.manual_seed(seed)
-        generator = torch.Generator(device=acc.device).manual_seed(seed)
+        torch.manual_seed(micro_seed(args.seed, epoch, index * acc.num_processes + acc.process_index))  # dropout
+        generators = sample_generators([sample_seed(args.seed, epoch, key) for key in batch["draw_keys"]], acc.device)
         with torch.no_grad():
             latents = batch["latents"]
             if latents is None:
@@ -135,7 +135,7 @@ class TrainLoop:
                 text = trainer.encode_text(args, self.models, batch["captions"])
         with acc.autocast():
             pred, target, sigmas, weighting = trainer.get_noise_pred_and_target(
-                args, acc, self.models, latents.to(acc.device), text, generator)
+                args, acc, self.models, latents.to(acc.device), text, generators)
         self.step_logger.add_sigmas(sigmas)
         loss = reduce_loss(args, pred, target, sigmas, weighting, batch["loss_weights"], batch.get("alpha_masks"))
         acc.backward(loss / grad_accum)

@@ -14,6 +14,7 @@ import os
 import random
 import time
 from argparse import ArgumentParser, Namespace
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -99,10 +100,12 @@ class NetworkTrainer:
 
     def get_noise_pred_and_target(
         self, args: Namespace, accelerator: Accelerator, models: ModelParts, latents: torch.Tensor,
-        text: list[dict[str, torch.Tensor]], generator: torch.Generator, sigmas: torch.Tensor | None = None,
+        text: list[dict[str, torch.Tensor]], generators: Sequence[torch.Generator],
+        sigmas: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Returns (prediction, target, sigmas (B,), per-sample loss weighting or None). Validation passes `sigmas`
-        (B,) to score at fixed noise levels; training leaves it None and the model samples them."""
+        """Returns (prediction, target, sigmas (B,), per-sample loss weighting or None). Sample b's random draws come
+        from `generators[b]` alone (library/sample_draws.py). Validation passes `sigmas` (B,) to score at fixed noise
+        levels; training leaves it None and the model samples them."""
         raise NotImplementedError
 
     def sample_images(self, accelerator: Accelerator, args: Namespace, epoch: int | None, global_step: int,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from library.loss_reduction import reduce_loss
+from library.sample_draws import sample_generators
 
 VALIDATION_SIGMAS = (0.2, 0.4, 0.6, 0.8)  # kohya: NUM_VALIDATION_TIMESTEPS = 4, timesteps 200..800 of 1000
 
@@ -58,7 +59,7 @@ def _devices(device: torch.device) -> list[int]:
 
 def _batch_loss(trainer: Any, args: Namespace, accelerator: Any, models: Any, batch: dict[str, Any],
                 seed: int) -> float:
-    """Mean loss of one batch over VALIDATION_SIGMAS, with the batch's own noise generator."""
+    """Mean loss of one batch over VALIDATION_SIGMAS, with the batch's own noise generators (one per sample)."""
     device = accelerator.device
     latents = batch["latents"]
     if latents is None:
@@ -68,13 +69,13 @@ def _batch_loss(trainer: Any, args: Namespace, accelerator: Any, models: Any, ba
     if text is None:
         text = trainer.encode_text(args, models, batch["captions"])
     torch.manual_seed(seed)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generators = sample_generators([seed + position for position in range(latents.shape[0])], device)
     total = 0.0
     for sigma in VALIDATION_SIGMAS:
         sigmas = torch.full((latents.shape[0],), sigma, device=device, dtype=torch.float32)
         with accelerator.autocast():
             pred, target, used, weighting = trainer.get_noise_pred_and_target(
-                args, accelerator, models, latents, text, generator, sigmas=sigmas)
+                args, accelerator, models, latents, text, generators, sigmas=sigmas)
         loss = reduce_loss(args, pred, target, used, weighting, batch["loss_weights"], batch.get("alpha_masks"))
         total += float(loss)
     return total / len(VALIDATION_SIGMAS)

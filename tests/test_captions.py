@@ -15,7 +15,7 @@ TAGS = "a, b, c, d, e, f, g, h"
 
 
 def run(raw, epoch: int = 1, seed: int = 0, index: int = 0, position: int = 0, **options) -> str:
-    return process_caption(raw, CaptionOptions(**options), epoch, item_rng(seed, epoch, index, position, "caption"))
+    return process_caption(raw, CaptionOptions(**options), epoch, item_rng(seed, epoch, f"0:{index}:{position}", "caption"))
 
 
 def test_plain_caption_is_unchanged():
@@ -89,7 +89,7 @@ def test_secondary_separator_replaced_after_shuffle():
 
 def test_token_warmup_truncates_flex_tags():
     options = CaptionOptions(token_warmup_min=1, token_warmup_step=10)
-    rng = item_rng(0, 1, 0, 0, "caption")
+    rng = item_rng(0, 1, "0:0:0", "caption")
     assert process_caption(TAGS, options, 1, rng, step=0) == "a"
     assert process_caption(TAGS, options, 1, rng, step=5) == "a, b, c, d"
     assert process_caption(TAGS, options, 1, rng, step=10) == TAGS

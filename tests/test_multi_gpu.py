@@ -3,24 +3,21 @@
 Three runs, shared by the tests: A = 2 processes, dataset batch 1, 8 steps, states every 4 steps, caches on
 disk; B = 2 processes resumed from A's step-4 state; C = 1 process (in this process), batch 1 with
 `--gradient_accumulation_steps 2`. accelerate gives process p the batches p, p+2, ..., so A's step k averages
-the gradients of batches 2k-2 and 2k-1, exactly what C accumulates; the noise seed follows the batch's global
-position, so both draw the same noise for it.
+the gradients of batches 2k-2 and 2k-1, exactly what C accumulates; each sample's noise seed follows its place
+in the epoch (library/sample_draws.py), so both draw the same noise for it.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import toml
 import torch
-from _tiny_run import REPO, read_losses, state_dict_of, tiny_model, train
+from _launch import launch as launch_processes
+from _tiny_run import read_losses, state_dict_of, tiny_model, train
 from safetensors.torch import load_file
 
 NAME = "anima_tiny_lora"
@@ -33,24 +30,8 @@ COMMON = ("--max_train_steps", str(STEPS), "--cache_latents_to_disk", "--cache_t
 TOLERANCE = 1e-6
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def launch(tiny: Path, dataset: Path, output_dir: Path, *extra: str) -> str:
-    """One 2-process run; returns its log. The exit code is not asserted alone: the files are (see offline-assets)."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "--main_process_port", str(free_port()), str(REPO / "anima_train_network.py"),
-               "--config_file", str(tiny / "train_args.toml"), "--dataset_config", str(dataset),
-               "--output_dir", str(output_dir), *COMMON, *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    log = done.stdout + done.stderr
-    assert (output_dir / f"{NAME}.safetensors").is_file(), f"run in {output_dir} wrote no final LoRA:\n{log[-4000:]}"
-    return log
+    return launch_processes(2, tiny, output_dir, "--dataset_config", str(dataset), *COMMON, *extra)
 
 
 @pytest.fixture(scope="module")

@@ -85,12 +85,14 @@ def test_ip_noise_random_strength_scales_the_perturbation_per_sample() -> None:
         for extra in (["--ip_noise_gamma", "0"], ["--ip_noise_gamma", "0.5"],
                       ["--ip_noise_gamma", "0.5", "--ip_noise_gamma_random_strength"]):
             args = parse_args(PARSER, ["--timestep_sampling", "uniform", *extra])
-            trainer.get_noise_pred_and_target(args, None, models, latents, text, torch.Generator().manual_seed(1))
+            trainer.get_noise_pred_and_target(args, None, models, latents, text,
+                                              [torch.Generator().manual_seed(s) for s in (1, 2)])
     finally:
         module.build_context = original
     plain, fixed, random_strength = captured["x"]  # sigma * (noise + gamma_eff * extra_noise), same draws
     ratio = (random_strength - plain) / (fixed - plain)  # one factor u in [0, 1] per sample
     per_sample = ratio.flatten(1)
-    assert torch.allclose(per_sample, per_sample[:, :1].expand_as(per_sample), atol=1e-4)
-    u = per_sample[:, 0]
+    usable = (fixed - plain).flatten(1).abs() > 1e-2  # where the perturbation is tiny, fp32 cancellation rules
+    u = torch.stack([row[keep].median() for row, keep in zip(per_sample, usable, strict=True)])
+    assert torch.allclose(per_sample[usable], u[:, None].expand_as(per_sample)[usable], atol=1e-4)
     assert ((u >= 0) & (u <= 1)).all() and not torch.allclose(u[0], u[1])

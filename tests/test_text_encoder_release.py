@@ -24,11 +24,11 @@ class RecordingTrainer(anima_train_network.AnimaNetworkTrainer):
         self.qwen_ref = weakref.ref(models.text_encoders[0].qwen)
         return models
 
-    def get_noise_pred_and_target(self, args, accelerator, models, latents, text, generator):  # type: ignore[no-untyped-def]
+    def get_noise_pred_and_target(self, args, accelerator, models, latents, text, generators):  # type: ignore[no-untyped-def]
         if self.alive_at_first_step is None:
             gc.collect()
             self.alive_at_first_step = self.qwen_ref() is not None
-        return super().get_noise_pred_and_target(args, accelerator, models, latents, text, generator)
+        return super().get_noise_pred_and_target(args, accelerator, models, latents, text, generators)
 
 
 @pytest.mark.parametrize("cache", [True, False])

@@ -29,14 +29,14 @@ class StubTrainer:
         return [{"caption": torch.tensor([len(c)])} for c in captions]
 
     def get_noise_pred_and_target(self, args: Namespace, accelerator: Any, models: Any, latents: torch.Tensor,
-                                  text: list[dict[str, torch.Tensor]], generator: torch.Generator,
+                                  text: list[dict[str, torch.Tensor]], generators: list[torch.Generator],
                                   sigmas: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         assert sigmas is not None, "validation must give the sigmas"
         self.calls.append({"sigmas": sigmas.tolist(), "grad": torch.is_grad_enabled(),
                            "network_training": self.network.training, "captions": [int(t["caption"]) for t in text],
                            "optimizer_training": None if self.optimizer is None
                            else self.optimizer.param_groups[0]["train_mode"]})
-        noise = torch.randn(latents.shape, generator=generator)
+        noise = torch.cat([torch.randn((1, *latents.shape[1:]), generator=g) for g in generators])
         s = sigmas.view(-1, 1, 1, 1)
         return self.network((1 - s) * latents + s * noise), noise - latents, sigmas, None
 
@@ -104,7 +104,7 @@ def test_each_batch_is_scored_at_the_four_fixed_sigmas_without_gradients() -> No
 
 def test_value_is_the_mean_over_batches_and_sigmas() -> None:
     class Constant(StubTrainer):
-        def get_noise_pred_and_target(self, args, accelerator, models, latents, text, generator, sigmas=None):
+        def get_noise_pred_and_target(self, args, accelerator, models, latents, text, generators, sigmas=None):
             target = sigmas.view(-1, 1, 1, 1).expand_as(latents)
             return torch.zeros_like(latents), target, sigmas, None
 

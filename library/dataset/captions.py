@@ -18,9 +18,10 @@ RawCaption = str | StructuredCaption
 _WILDCARD = re.compile(r"\{([^}]+)\}")
 
 
-def item_rng(seed: int, epoch: int, index: int, position: int, stream: str) -> random.Random:
-    """An RNG for one item of one batch; `stream` separates caption choices from image augmentation."""
-    return random.Random(f"{seed}:{epoch}:{index}:{position}:{stream}")
+def item_rng(seed: int, epoch: int, draw_key: str, stream: str) -> random.Random:
+    """An RNG for one sample of one epoch (its draw key); `stream` separates caption choices from image
+    augmentation."""
+    return random.Random(f"{seed}:{epoch}:{draw_key}:{stream}")
 
 
 @dataclass(frozen=True)

@@ -181,8 +181,11 @@ class BucketDataset:
         errors = [abs(s.ar_error) for s in self.samples]
         return sum(errors) / len(errors) if errors else 0.0
 
-    def batches(self, rng: random.Random) -> list[list[int]]:
-        """Sample indices, `num_repeats` times each, grouped by bucket, shuffled, cut into batches."""
+    def batches(self, rng: random.Random) -> list[list[tuple[int, str]]]:
+        """Sample indices, `num_repeats` times each, grouped by bucket, shuffled, cut into batches.
+
+        Each index comes with its draw key, "bucket:position" in the shuffled bucket, which the batch size does not
+        change (the shuffle is the same for any batch size), so per-sample random draws do not depend on it."""
         buckets: dict[tuple[int, int], list[int]] = {}
         for index, sample in enumerate(self.samples):
             buckets.setdefault(sample.placement.bucket, []).extend([index] * sample.item.num_repeats)
@@ -191,7 +194,8 @@ class BucketDataset:
         for bucket in sorted(buckets):
             members = buckets[bucket]
             rng.shuffle(members)
-            result += [members[i:i + size] for i in range(0, len(members), size)]
+            keyed = [(member, f"{bucket[0]}x{bucket[1]}:{position}") for position, member in enumerate(members)]
+            result += [keyed[i:i + size] for i in range(0, len(keyed), size)]
         return result
 
     def bucket_table(self) -> str:

@@ -1,7 +1,7 @@
 """The training dataset: all `[[datasets]]` as one torch Dataset of pre-built, single-bucket batches.
 
-The order of batches and every augmentation derive only from (seed, epoch, batch index, position), so a resumed
-run sees the same data. Use it with `DataLoader(group, batch_size=1, shuffle=False, collate_fn=lambda b: b[0])`
+The order of batches derives only from (seed, epoch), and every augmentation from (seed, epoch, the sample's draw
+key), so a resumed run sees the same data, and the batch size does not change what an image is trained with. Use it with `DataLoader(group, batch_size=1, shuffle=False, collate_fn=lambda b: b[0])`
 (the group shuffles itself in `set_epoch`); call `set_epoch` before each epoch's iteration.
 """
 
@@ -44,7 +44,7 @@ class DatasetGroup(Dataset):
         self.max_train_steps = 0
         self.latent_cache = caching.LatentCache()
         self.text_cache = caching.TextCache()
-        self._order: list[tuple[int, list[int]]] = []
+        self._order: list[tuple[int, list[tuple[int, str]]]] = []
         self.set_epoch(1)
 
     # ---- order -------------------------------------------------------------------------------------
@@ -68,17 +68,18 @@ class DatasetGroup(Dataset):
         return len(self._order)
 
     # ---- one batch ---------------------------------------------------------------------------------
-    def _samples(self, index: int) -> tuple[BucketDataset, list[Sample]]:
+    def _samples(self, index: int) -> tuple[BucketDataset, list[Sample], list[str]]:
+        """The batch's dataset, samples and their draw keys ("dataset:bucket:position", see `BucketDataset.batches`)."""
         dataset_index, members = self._order[index]
         dataset = self.datasets[dataset_index]
-        return dataset, [dataset.samples[m] for m in members]
+        return (dataset, [dataset.samples[m] for m, _ in members], [f"{dataset_index}:{key}" for _, key in members])
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        dataset, samples = self._samples(index)
+        dataset, samples, draw_keys = self._samples(index)
         captions, flipped, images, masks, latents, texts = [], [], [], [], [], []
-        for position, sample in enumerate(samples):
-            caption_rng = item_rng(self.seed, self.epoch, index, position, "caption")
-            image_rng = item_rng(self.seed, self.epoch, index, position, "image")
+        for sample, draw_key in zip(samples, draw_keys, strict=True):
+            caption_rng = item_rng(self.seed, self.epoch, draw_key, "caption")
+            image_rng = item_rng(self.seed, self.epoch, draw_key, "image")
             flip = sample.flip_aug and image_rng.random() < 0.5
             flipped.append(flip)
             dropped = is_dropped(sample.caption_options, self.epoch, caption_rng)
@@ -101,6 +102,7 @@ class DatasetGroup(Dataset):
         use_masks = any(s.placement.alpha_mask or s.item.mask_path is not None for s in samples)
         return {
             "image_keys": [str(s.item.path) for s in samples],
+            "draw_keys": draw_keys,
             "captions": captions,
             "images": torch.stack(images) if images else None,
             "latents": torch.stack(latents) if latents else None,
