@@ -33,6 +33,7 @@ from library.anima.tokenizers import load_t5_tokenizer
 from library.anima.vae import AnimaVAE
 from library.args import parse_args, setup_console_logging
 from library.errors import ConfigError, ModelFileError, UserError
+from library.launcher_death import follow_launcher
 from library.registries.timesteps import sample_sigmas
 from library.registries.weightings import loss_weighting
 from library.sample_draws import per_sample, randn_per_sample
@@ -200,6 +201,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
 
 
 def main(argv: list[str] | None = None) -> None:
+    follow_launcher()
     trainer = AnimaNetworkTrainer()
     parser = trainer.setup_parser()
     try:
