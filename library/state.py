@@ -101,10 +101,21 @@ def check_identity(folder: str, saved: dict[str, Any], current: dict[str, Any]) 
 
 
 def newest_state(output_dir: Path, output_name: str) -> Path | None:
-    """The complete state folder with the most steps (unfinished `.tmp-` saves are never candidates)."""
-    found = [(read_train_state(path).current_step, path) for path in output_dir.glob(f"{output_name}*-state")
+    """The complete state folder with the most steps; at equal steps the end-of-training state, which was written
+    last (unfinished `.tmp-` saves are never candidates)."""
+    final = final_state_name(output_name)
+    found = [(read_train_state(path).current_step, path.name == final, path.name, path)
+             for path in output_dir.glob(f"{output_name}*-state")
              if TMP_MARK not in path.name and (path / TRAIN_STATE_FILE).is_file()]
-    return max(found)[1] if found else None
+    return max(found)[-1] if found else None
+
+
+def nothing_left_message(folder: str, step: int, max_train_steps: int) -> str:
+    """Said instead of training when a resumed state already reached --max_train_steps (nothing is written)."""
+    return (f"--resume {folder}: this state is at step {step}, which already reaches --max_train_steps "
+            f"{max_train_steps}, so there is nothing left to train. Stopped without writing any file (the LoRA and "
+            f"the loss log are untouched). To train longer, raise --max_train_steps (or --max_train_epochs) and "
+            f"resume again.")
 
 
 def prune_states(output_dir: Path, names: list[str]) -> None:
