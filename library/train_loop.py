@@ -62,6 +62,7 @@ class TrainLoop:
         self.run_first_step = 0
         validation = getattr(dataset, "validation", None)
         self.validation = validation if validation is not None and num_validation_batches(args, validation) else None
+        self.base_model = trainer.base_model_identity(args)  # once: the files as this run loaded them
 
     @property
     def unwrapped(self) -> Any:
@@ -283,7 +284,7 @@ class TrainLoop:
         so it always covers the newest complete state (a resume trims it)."""
         identity = self.trainer.state_identity(self.args)
         epoch, batches_done = self.position
-        st = state_lib.TrainState(epoch, self.global_step, batches_done, identity)
+        st = state_lib.TrainState(epoch, self.global_step, batches_done, identity, self.base_model)
         with self._saving(self.output_dir / name):
             self._write_loss_log()
             state_lib.save_state(self.acc, self.output_dir / name, st)

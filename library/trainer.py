@@ -116,6 +116,10 @@ class NetworkTrainer:
     def update_metadata(self, metadata: dict[str, str], args: Namespace) -> None:
         """Add model-specific `ss_*` / `modelspec.*` keys."""
 
+    def base_model_identity(self, args: Namespace) -> dict[str, dict[str, Any]]:
+        """{role: file fingerprint} of the frozen model files a state must resume onto (the default model has none)."""
+        return {}
+
     def state_identity(self, args: Namespace) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the state."""
         return {key: getattr(args, key, None) for key in ("network_module", "network_dim", "network_alpha")} | {
@@ -144,6 +148,8 @@ class NetworkTrainer:
         if args.resume:
             resume = state_lib.read_train_state(args.resume)
             state_lib.check_identity(args.resume, resume.identity, self.state_identity(args))
+            if warning := state_lib.check_base_model(args.resume, resume.base_model, self.base_model_identity(args)):
+                logger.warning(warning)
         probe_output_dir(args.output_dir)
         return resume
 
