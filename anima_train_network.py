@@ -33,6 +33,7 @@ from library.anima.tokenizers import load_t5_tokenizer
 from library.anima.vae import AnimaVAE
 from library.args import parse_args, setup_console_logging
 from library.errors import ConfigError, ModelFileError, UserError
+from library.file_fingerprint import file_fingerprint
 from library.launcher_death import follow_launcher
 from library.registries.timesteps import sample_sigmas
 from library.registries.weightings import loss_weighting
@@ -140,6 +141,11 @@ class AnimaNetworkTrainer(NetworkTrainer):
         apply_sdpa_backends(self.sdpa_backends)
         if args.torch_compile:
             compile_blocks(dit, backend=args.dynamo_backend)
+
+    def base_model_identity(self, args: Namespace) -> dict[str, dict[str, Any]]:
+        """The DiT alone: the LoRA is trained against its weights. The VAE and Qwen3 only make the inputs (their
+        caches check them), so a resume with another VAE is allowed."""
+        return {"DiT": file_fingerprint(args.pretrained_model_name_or_path)}
 
     def latent_cache_identity(self, args: Namespace) -> dict[str, str]:
         return {"vae": file_identity(args.vae)}

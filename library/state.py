@@ -2,8 +2,9 @@
 
 A state folder is complete or absent: every process writes into `<final>.tmp-partial` (a name all
 ranks agree on), then the main process adds `train_state.json` last and renames the folder into place.
-`train_state.json` also records what the state was trained with, so `--resume` with another network
-or model fails at start instead of deep inside torch.
+`train_state.json` also records what the state was trained with (the network options, the base model file's
+fingerprint), so `--resume` with another network or model fails at start instead of deep inside torch or,
+worse, silently training the LoRA against other weights.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from library.atomic import TMP_MARK, maybe_crash, write_text_atomic
 from library.errors import ConfigError
+from library.file_fingerprint import same_file_contents
 
 TRAIN_STATE_FILE = "train_state.json"
 PARTIAL_SUFFIX = ".tmp-partial"
@@ -26,12 +28,14 @@ PARTIAL_SUFFIX = ".tmp-partial"
 
 @dataclass
 class TrainState:
-    """Where a run stands: 1-based epoch in progress, optimizer steps done, batches done in this epoch."""
+    """Where a run stands: 1-based epoch in progress, optimizer steps done, batches done in this epoch; the network
+    options and the base model files ({role: fingerprint}) it was trained with."""
 
     current_epoch: int
     current_step: int
     batches_done_in_epoch: int
     identity: dict[str, Any] = field(default_factory=dict)
+    base_model: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def step_state_name(output_name: str, step: int) -> str:
@@ -87,6 +91,7 @@ def read_train_state(folder: str | os.PathLike) -> TrainState:
         current_step=int(data["current_step"]),
         batches_done_in_epoch=int(data.get("batches_done_in_epoch", 0)),
         identity=dict(data.get("identity", {})),
+        base_model=dict(data.get("base_model", {})),
     )
 
 
@@ -100,11 +105,40 @@ def check_identity(folder: str, saved: dict[str, Any], current: dict[str, Any]) 
                             "file instead (fresh optimizer and schedule).")
 
 
+def check_base_model(folder: str, saved: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]]) -> str | None:
+    """A state only continues on the model files it was trained on (compared by contents, not by name). Returns a
+    warning for a state from before this record, which cannot be checked."""
+    if not saved:
+        return (f"--resume {folder}: this state was written before states recorded their base model, so it cannot "
+                f"be checked that this run loads the same DiT; resuming anyway. Make sure it is the same file.")
+    for role, now in current.items():
+        then = saved.get(role)
+        if then is not None and not same_file_contents(then, now):
+            raise ConfigError(
+                f"--resume {folder} was trained on the {role} {then.get('file')} ({then.get('bytes')} bytes), but this "
+                f"run loads the {role} {now['file']} ({now['bytes']} bytes), whose contents differ. A state continues "
+                f"only on the model it was trained on. To train on from its LoRA with this {role} instead (a warm "
+                f"start: fresh optimizer and schedule, step 1), drop --resume and pass --network_weights "
+                f"{Path(folder) / 'model.safetensors'} (or the LoRA file saved with that state).")
+    return None
+
+
 def newest_state(output_dir: Path, output_name: str) -> Path | None:
-    """The complete state folder with the most steps (unfinished `.tmp-` saves are never candidates)."""
-    found = [(read_train_state(path).current_step, path) for path in output_dir.glob(f"{output_name}*-state")
+    """The complete state folder with the most steps; at equal steps the end-of-training state, which was written
+    last (unfinished `.tmp-` saves are never candidates)."""
+    final = final_state_name(output_name)
+    found = [(read_train_state(path).current_step, path.name == final, path.name, path)
+             for path in output_dir.glob(f"{output_name}*-state")
              if TMP_MARK not in path.name and (path / TRAIN_STATE_FILE).is_file()]
-    return max(found)[1] if found else None
+    return max(found)[-1] if found else None
+
+
+def nothing_left_message(folder: str, step: int, max_train_steps: int) -> str:
+    """Said instead of training when a resumed state already reached --max_train_steps (nothing is written)."""
+    return (f"--resume {folder}: this state is at step {step}, which already reaches --max_train_steps "
+            f"{max_train_steps}, so there is nothing left to train. Stopped without writing any file (the LoRA and "
+            f"the loss log are untouched). To train longer, raise --max_train_steps (or --max_train_epochs) and "
+            f"resume again.")
 
 
 def prune_states(output_dir: Path, names: list[str]) -> None:

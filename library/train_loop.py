@@ -53,6 +53,7 @@ class TrainLoop:
         self.ext = saving.model_ext(args)
         self.retention = saving.Retention(self.output_dir, self.output_name, args)
         self.global_step, self.start_epoch, self.skip_batches = 0, 1, 0
+        self.position = (1, 0)  # (epoch in progress, its batches done): what every state records
         self.losses: list[tuple[int, float]] = []
         self.stop = StopRequest()
         self.step_logger = tracking.StepLogger(accelerator, lr_descriptions)
@@ -60,6 +61,7 @@ class TrainLoop:
         self.run_first_step = 0
         validation = getattr(dataset, "validation", None)
         self.validation = validation if validation is not None and num_validation_batches(args, validation) else None
+        self.base_model = trainer.base_model_identity(args)  # once: the files as this run loaded them
 
     @property
     def unwrapped(self) -> Any:
@@ -67,6 +69,7 @@ class TrainLoop:
 
     def restore(self, st: state_lib.TrainState) -> None:
         self.global_step, self.start_epoch, self.skip_batches = st.current_step, st.current_epoch, st.batches_done_in_epoch
+        self.position = (st.current_epoch, st.batches_done_in_epoch)
         if self.skip_batches >= len(self.loader):
             self.start_epoch, self.skip_batches = self.start_epoch + 1, 0
         log = self._loss_log_path()
@@ -84,8 +87,7 @@ class TrainLoop:
             self._sample(epoch=0)
         try:
             for epoch in range(self.start_epoch, self.num_epochs + 1):
-                if self._run_epoch(epoch, progress):
-                    break
+                self._run_epoch(epoch, progress)
                 if self.global_step >= args.max_train_steps:
                     break
             self._finish()
@@ -93,8 +95,9 @@ class TrainLoop:
             progress.close()
             self.stop.uninstall()
 
-    def _run_epoch(self, epoch: int, progress: Any) -> bool:
-        """Returns True when training must stop (max steps reached inside the epoch)."""
+    def _run_epoch(self, epoch: int, progress: Any) -> None:
+        """The epoch's steps, up to --max_train_steps, then the end-of-epoch work (kohya runs it for a last,
+        partial epoch too: its sample and validation)."""
         args, grad_accum = self.args, self.args.gradient_accumulation_steps
         self.dataset.set_epoch(epoch)
         self.unwrapped.on_epoch_start(self.models.text_encoders, self.models.denoiser)
@@ -111,15 +114,14 @@ class TrainLoop:
             loss = sum(step_losses) / len(step_losses)
             step_losses = []
             self.losses.append((self.global_step, loss))
+            self.position = (epoch, index + 1)
             self._log_step(loss, progress)
-            self._after_step(epoch, index + 1)
-            if self._stop_requested():
-                self._interrupt(epoch, index + 1)
+            self._after_step(epoch)
             if self.global_step >= args.max_train_steps:
-                self._validate_epoch(epoch)
-                return True
+                break  # a stop asked for at the last step just finishes: the final LoRA is written either way
+            if self._stop_requested():
+                self._interrupt(epoch)
         self._after_epoch(epoch)
-        return False
 
     def _micro_step(self, batch: dict[str, Any], epoch: int, index: int, grad_accum: int) -> float:
         args, acc, trainer = self.args, self.acc, self.trainer
@@ -160,14 +162,14 @@ class TrainLoop:
         progress.set_postfix(loss=f"{loss:.4f}", avr_loss=f"{average:.4f}", lr=f"{lrs[0]:.2e}")
         self.step_logger.log(self.global_step, loss, average, lrs, self.optimizer.param_groups)
 
-    def _after_step(self, epoch: int, batches_done: int) -> None:
+    def _after_step(self, epoch: int) -> None:
         args = self.args
         if args.sample_every_n_steps and not args.sample_every_n_epochs and self.global_step % args.sample_every_n_steps == 0:
             self._sample(epoch=None)
         if args.save_every_n_steps and self.global_step % args.save_every_n_steps == 0:
             self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)
             if args.save_state:
-                self._save_state(state_lib.step_state_name(self.output_name, self.global_step), epoch, batches_done)
+                self._save_state(state_lib.step_state_name(self.output_name, self.global_step))
             if self.acc.is_main_process:
                 self.retention.after_step_save(self.global_step)
         if self.validation is not None and args.validate_every_n_steps and \
@@ -181,7 +183,7 @@ class TrainLoop:
         if args.save_every_n_epochs and epoch % args.save_every_n_epochs == 0 and epoch < self.num_epochs:
             self._save_model(saving.epoch_file_name(self.output_name, epoch, self.ext), epoch)
             if args.save_state:
-                self._save_state(state_lib.epoch_state_name(self.output_name, epoch), epoch, len(self.loader))
+                self._save_state(state_lib.epoch_state_name(self.output_name, epoch))
             if self.acc.is_main_process:
                 self.retention.after_epoch_save(epoch)
         if args.sample_every_n_epochs and epoch % args.sample_every_n_epochs == 0:
@@ -215,12 +217,12 @@ class TrainLoop:
             signums = self.acc.gather(signums)
         return self.stop.agree([int(s) for s in signums.tolist()])
 
-    def _interrupt(self, epoch: int, batches_done: int) -> None:
+    def _interrupt(self, epoch: int) -> None:
         name = state_lib.step_state_name(self.output_name, self.global_step)
         self.stop.saving = True
         self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)
-        self._save_state(name, epoch, batches_done)
-        self.acc.print(f"\nStopped by {self.stop.signal_name} at step {self.global_step}. "
+        self._save_state(name)
+        self.acc.print(f"\nStopped by {self.stop.signal_name or 'a signal'} at step {self.global_step}. "
                        f"To continue exactly where it stopped:\n  {state_lib.resume_command(self.output_dir / name)}")
         self.acc.end_training()
         if self.acc.num_processes > 1:
@@ -232,7 +234,7 @@ class TrainLoop:
         final = self.output_dir / saving.final_file_name(self.output_name, self.ext)
         self._save_model(final.name, self.num_epochs)
         if self.args.save_state or self.args.save_state_on_train_end:
-            self._save_state(state_lib.final_state_name(self.output_name), self.num_epochs, len(self.loader))
+            self._save_state(state_lib.final_state_name(self.output_name))
         with self._saving(self._loss_log_path()):
             self._write_loss_log()
             curve = self._write_loss_curve()
@@ -279,10 +281,12 @@ class TrainLoop:
             self.bundle.train_mode()
         self.acc.wait_for_everyone()
 
-    def _save_state(self, name: str, epoch: int, batches_done: int) -> None:
-        """The loss log goes first, so it always covers the newest complete state (a resume trims it)."""
+    def _save_state(self, name: str) -> None:
+        """Records where training stopped (`self.position`), whatever the kind of state; the loss log goes first,
+        so it always covers the newest complete state (a resume trims it)."""
         identity = self.trainer.state_identity(self.args)
-        st = state_lib.TrainState(epoch, self.global_step, batches_done, identity)
+        epoch, batches_done = self.position
+        st = state_lib.TrainState(epoch, self.global_step, batches_done, identity, self.base_model)
         with self._saving(self.output_dir / name):
             self._write_loss_log()
             state_lib.save_state(self.acc, self.output_dir / name, st)

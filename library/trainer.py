@@ -117,6 +117,10 @@ class NetworkTrainer:
     def update_metadata(self, metadata: dict[str, str], args: Namespace) -> None:
         """Add model-specific `ss_*` / `modelspec.*` keys."""
 
+    def base_model_identity(self, args: Namespace) -> dict[str, dict[str, Any]]:
+        """{role: file fingerprint} of the frozen model files a state must resume onto (the default model has none)."""
+        return {}
+
     def state_identity(self, args: Namespace) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the state."""
         return {key: getattr(args, key, None) for key in ("network_module", "network_dim", "network_alpha")} | {
@@ -145,6 +149,8 @@ class NetworkTrainer:
         if args.resume:
             resume = state_lib.read_train_state(args.resume)
             state_lib.check_identity(args.resume, resume.identity, self.state_identity(args))
+            if warning := state_lib.check_base_model(args.resume, resume.base_model, self.base_model_identity(args)):
+                logger.warning(warning)
         probe_output_dir(args.output_dir)
         return resume
 
@@ -162,6 +168,10 @@ class NetworkTrainer:
             print_dataset_preview(dataset)
             return
         self._check_cache_options(args, dataset)
+        steps_per_epoch, num_epochs = self._schedule(args, len(dataset), accelerator.num_processes)
+        if resume is not None and resume.current_step >= args.max_train_steps:
+            accelerator.print(state_lib.nothing_left_message(args.resume, resume.current_step, args.max_train_steps))
+            return
 
         torch.manual_seed(args.seed)
         weight_dtype = WEIGHT_DTYPES[args.mixed_precision]
@@ -184,13 +194,6 @@ class NetworkTrainer:
         loader = torch.utils.data.DataLoader(
             BatchView(dataset), batch_size=1, shuffle=False, collate_fn=_first,
             num_workers=min(args.max_data_loader_n_workers or 0, torch.get_num_threads()))
-        grad_accum = args.gradient_accumulation_steps
-        steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes / grad_accum)
-        if args.max_train_epochs:
-            args.max_train_steps = args.max_train_epochs * steps_per_epoch
-        num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
-        if args.save_n_epoch_ratio:
-            args.save_every_n_epochs = max(1, num_epochs // args.save_n_epoch_ratio)
         scheduler = build_lr_scheduler(args, bundle.optimizer, args.max_train_steps, accelerator.num_processes)
         network, optimizer, loader, scheduler = accelerator.prepare(network, bundle.optimizer, loader, scheduler)
 
@@ -209,6 +212,18 @@ class NetworkTrainer:
         loop.run()
 
     # ---- pieces of set-up --------------------------------------------------------------------------
+    @staticmethod
+    def _schedule(args: Namespace, num_batches: int, num_processes: int) -> tuple[int, int]:
+        """(steps per epoch, epochs) from the dataset's batch count alone, so a resume with nothing left to train
+        stops before any model loads; sets --max_train_steps from --max_train_epochs."""
+        steps_per_epoch = math.ceil(num_batches / num_processes / args.gradient_accumulation_steps)
+        if args.max_train_epochs:
+            args.max_train_steps = args.max_train_epochs * steps_per_epoch
+        num_epochs = math.ceil(args.max_train_steps / steps_per_epoch)
+        if args.save_n_epoch_ratio:
+            args.save_every_n_epochs = max(1, num_epochs // args.save_n_epoch_ratio)
+        return steps_per_epoch, num_epochs
+
     def _check_cache_options(self, args: Namespace, dataset: Any) -> None:
         if args.cache_latents_to_disk:
             args.cache_latents = True

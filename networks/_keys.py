@@ -83,8 +83,8 @@ def diffusers_name(path: str) -> str:
 
 def module_names(path: str) -> list[str]:
     """Every name under which a file may address module `path`."""
-    flat = path.replace(".", "_")
-    return [PREFIX + path, path, f"lora_unet_{flat}", f"lycoris_{flat}", diffusers_name(path)]
+    flat = path.replace(".", "_")  # bare: the network's own module names, as in a state folder's model.safetensors
+    return [PREFIX + path, path, f"lora_unet_{flat}", f"lycoris_{flat}", flat, diffusers_name(path)]
 
 
 def build_index(paths: Iterable[str]) -> dict[str, str]:
