@@ -58,7 +58,7 @@ def start(processes: int, tiny: Path, out: Path) -> tuple[TrainProcess, list[int
 def test_a_signal_to_a_one_process_launcher_stops_the_trainer_it_leaves(tiny: Path, tmp_path: Path,
                                                                          sent: signal.Signals) -> None:
     """The launcher dies either way; the trainer stops because of that. Caught: no prctl call in
-    follow_launcher (the orphan trains to the end, exits 0, prints no resume command)."""
+    follow_launcher (the orphan trains to the end, exits 0, prints no resume command), exiting 130 for SIGTERM."""
     out = tmp_path / "out"
     with adopting_orphans():
         run, trainers = start(1, tiny, out)
@@ -78,7 +78,7 @@ def test_a_signal_to_a_one_process_launcher_stops_the_trainer_it_leaves(tiny: Pa
 def test_a_signal_to_a_two_process_launcher_reaches_both_workers(tiny: Path, tmp_path: Path,
                                                                  sent: signal.Signals) -> None:
     """torch elastic forwards the signal it got. Caught: that signal missing from signals.STOP_SIGNALS (the
-    workers die on the spot and save nothing)."""
+    workers die on the spot and save nothing). The workers' exit statuses are not seen: elastic reaps them."""
     out = tmp_path / "out"
     run, trainers = start(2, tiny, out)
     try:
@@ -95,8 +95,7 @@ def test_a_signal_to_a_two_process_launcher_reaches_both_workers(tiny: Path, tmp
 
 def test_two_workers_stop_and_exit_143_when_the_launcher_is_killed(tiny: Path, tmp_path: Path) -> None:
     """SIGKILL (the OOM killer, `docker kill`) forwards nothing; the kernel's SIGTERM still reaches each worker.
-    Caught: no prctl call (the workers run on alone), and a worker left to interpreter shutdown with gloo (it
-    can abort there: exit 1 or -6 instead of 143)."""
+    Caught: no prctl call (the workers train on alone and exit 0), and exiting 130 for SIGTERM."""
     out = tmp_path / "out"
     with adopting_orphans():
         run, trainers = start(2, tiny, out)
@@ -114,8 +113,10 @@ def test_two_workers_stop_and_exit_143_when_the_launcher_is_killed(tiny: Path, t
 
 def test_a_signal_to_one_worker_stops_every_rank_at_the_same_step(tiny: Path, tmp_path: Path) -> None:
     """Only rank 1 is signalled; rank 0 learns it at the step's all-gather, saves its part and prints the command.
-    Caught: StopRequest.agree not applied (rank 0 trains on, rank 1 waits for it in a collective), and a
-    worker's exit status other than 143 (elastic reports each failed worker's)."""
+    Elastic reports each failed worker's exit status. Caught: no all-gather of the signals (rank 0 trains on,
+    rank 1 waits for it in a collective: time-out), exiting 130 for SIGTERM, and a stopped worker left to
+    interpreter shutdown instead of os._exit (2 runs in 3: elastic, seeing rank 1 gone, SIGTERMs rank 0 while it
+    shuts down: -15)."""
     out = tmp_path / "out"
     run, trainers = start(2, tiny, out)
     try:
