@@ -34,10 +34,12 @@ from library.anima.vae import AnimaVAE
 from library.args import parse_args, setup_console_logging
 from library.errors import ConfigError, ModelFileError, UserError
 from library.file_fingerprint import file_fingerprint
+from library.launcher_death import follow_launcher
 from library.registries.timesteps import sample_sigmas
 from library.registries.weightings import loss_weighting
 from library.sample_draws import per_sample, randn_per_sample
 from library.sample_prompts import load_sample_prompts
+from library.signals import exit_worker
 from library.trainer import ModelParts, NetworkTrainer
 
 logger = logging.getLogger("anima_train_network")
@@ -205,6 +207,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
 
 
 def main(argv: list[str] | None = None) -> None:
+    follow_launcher()
     trainer = AnimaNetworkTrainer()
     parser = trainer.setup_parser()
     try:
@@ -215,16 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        exit_worker()
-
-
-def exit_worker() -> None:
-    """End a finished `accelerate launch` worker without interpreter shutdown: gloo's threads sometimes abort it
-    there ("terminate called without an active exception", exit 1) after every file was written."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+        exit_worker(0)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"--config_file: {path} not found.")
     try:
-        return toml.load(path)
+        return toml.loads(path.read_text(encoding="utf-8-sig"))  # Notepad writes a BOM
     except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--config_file {path}: not valid TOML: {exc}") from None
 

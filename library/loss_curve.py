@@ -154,7 +154,7 @@ def training_summary(rows: Sequence[tuple[int, float]], window: int, epochs: int
              f"  steps: {rows[-1][0] if rows else 0} (this run: {steps_this_run}), epochs: {epochs}"]
     if finite:
         low, low_step = min(finite)
-        lines.append(f"  average loss ({window} steps): first {finite[0][0]:.4f}, last {finite[-1][0]:.4f}, "
+        lines.append(f"  loss, moving average over {window} steps: first {finite[0][0]:.4f}, last {finite[-1][0]:.4f}, "
                      f"min {low:.4f} at step {low_step}")
     per_step = f", {loop_seconds / steps_this_run:.2f} s/step" if steps_this_run else ""
     lines.append(f"  wall time: {_duration(wall_seconds)}{per_step}")

@@ -147,7 +147,7 @@ def line_to_dict(line: str) -> dict[str, str]:
 def _read(path: Path) -> list[tuple[str, str | dict[str, Any]]]:
     """The file's raw entries as (where, line or dict); structural problems raise ConfigError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"--sample_prompts {path}: cannot read the file ({error}).") from error
     suffix = path.suffix.lower()

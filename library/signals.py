@@ -1,29 +1,58 @@
 """Ctrl+C / SIGTERM: finish the current step, save a resumable state, then stop.
 
-The handler only sets a flag; the loop checks it between optimizer steps. A second signal while
-saving is reported and ignored: every file is written under a temporary name and renamed, so even a
-hard kill leaves only complete files behind.
+The handler only sets a flag; the loop checks it between optimizer steps, and all processes agree on it there so
+every rank stops at the same step. A second signal while saving is reported and ignored: every file is written
+under a temporary name and renamed, so even a hard kill leaves only complete files behind. The exit status is the
+shell's 128 + signal number (130 for SIGINT, 143 for SIGTERM), as if the signal's default action had run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
 from types import FrameType
 
-EXIT_CODE_INTERRUPTED = 130
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def exit_code(signum: int) -> int:
+    return 128 + signum
+
+
+def exit_worker(code: int) -> None:
+    """End an `accelerate launch` worker without interpreter shutdown: gloo's threads sometimes abort it there
+    ("terminate called without an active exception", exit 1) after every file was written."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class StopRequest:
     """Collects SIGINT/SIGTERM into a flag instead of raising KeyboardInterrupt mid-step."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self.signal_name = ""
+        self.signum = 0  # the first stop signal this process received
+        self.agreed = 0  # the one all processes stop for (0: none yet)
         self.saving = False
         self._previous: dict[int, object] = {}
         self._pid = os.getpid()
+
+    @property
+    def requested(self) -> bool:
+        return self.signum != 0
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.agreed).name if self.agreed else ""
+
+    def agree(self, signums: list[int]) -> bool:
+        """Every process's `signum` in rank order: all stop for the first one seen, or none stops. `signum` is
+        left alone, so a signal that arrives while the processes exchange theirs counts at the next step."""
+        self.agreed = next((s for s in signums if s), 0)
+        return bool(self.agreed)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if os.getpid() != self._pid:
@@ -35,13 +64,12 @@ class StopRequest:
         if self.requested:
             print(f"\n{name} received again; already stopping after this step.", file=sys.stderr)
             return
-        self.requested = True
-        self.signal_name = name
+        self.signum = signum
         print(f"\n{name} received: finishing this step, then saving a resumable state.", file=sys.stderr)
 
     def install(self) -> None:
         self._pid = os.getpid()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def uninstall(self) -> None:

@@ -65,7 +65,7 @@ def validate_tracking(args: Namespace) -> None:
 
 def _read_tracker_config(path: str) -> dict[str, Any]:
     try:
-        return toml.load(path)
+        return toml.loads(Path(path).read_text(encoding="utf-8-sig"))
     except FileNotFoundError as exc:
         raise ConfigError(f"--log_tracker_config {path}: no such file. Fix the path or drop the option.") from exc
     except (toml.TomlDecodeError, OSError) as exc:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 import time
 from argparse import Namespace
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from library.loss_curve import read_loss_csv, training_summary, write_loss_curve
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
 from library.sample_draws import sample_generators, sample_seed
-from library.signals import EXIT_CODE_INTERRUPTED, StopRequest
+from library.signals import StopRequest, exit_code, exit_worker
 from library.validation import num_validation_batches, run_validation
 
 logger = logging.getLogger(__name__)
@@ -212,10 +211,11 @@ class TrainLoop:
                          step=self.global_step)
 
     def _stop_requested(self) -> bool:
-        flag = torch.tensor([1.0 if self.stop.requested else 0.0], device=self.acc.device)
+        """One collective per step: a signal seen by any process stops all of them after this same step."""
+        signums = torch.tensor([self.stop.signum], device=self.acc.device)
         if self.acc.num_processes > 1:
-            flag = self.acc.reduce(flag, reduction="sum")
-        return bool(flag.item() > 0)
+            signums = self.acc.gather(signums)
+        return self.stop.agree([int(s) for s in signums.tolist()])
 
     def _interrupt(self, epoch: int) -> None:
         name = state_lib.step_state_name(self.output_name, self.global_step)
@@ -225,7 +225,9 @@ class TrainLoop:
         self.acc.print(f"\nStopped by {self.stop.signal_name or 'a signal'} at step {self.global_step}. "
                        f"To continue exactly where it stopped:\n  {state_lib.resume_command(self.output_dir / name)}")
         self.acc.end_training()
-        sys.exit(EXIT_CODE_INTERRUPTED)
+        if self.acc.num_processes > 1:
+            exit_worker(exit_code(self.stop.agreed))
+        raise SystemExit(exit_code(self.stop.agreed))
 
     def _finish(self) -> None:
         self.acc.wait_for_everyone()

@@ -28,6 +28,7 @@ from library import state as state_lib
 from library import tracking
 from library.args import build_parser
 from library.dataset import build_dataset_group
+from library.dataset.caching import check_latent_cache_names
 from library.dataset.preview import print_dataset_preview
 from library.errors import ConfigError
 from library.metadata import base_metadata, parse_network_args
@@ -228,6 +229,9 @@ class NetworkTrainer:
             args.cache_latents = True
         if args.cache_text_encoder_outputs_to_disk:
             args.cache_text_encoder_outputs = True
+        if args.cache_latents_to_disk:
+            validation = dataset.validation.all_samples() if dataset.validation is not None else []
+            check_latent_cache_names(dataset.all_samples() + validation, self.cache_suffix)
         if args.cache_latents and (blockers := dataset.latent_cache_blockers()):
             raise ConfigError("--cache_latents cannot be used with " + ", ".join(blockers)
                               + ": these change the image every step. Turn them off, or drop --cache_latents.")

@@ -21,9 +21,11 @@ SCRIPT = "anima_train_network.py"
 class TrainProcess:
     """One `python anima_train_network.py ...` run; collects stdout and stderr as they arrive."""
 
-    def __init__(self, args: list[str], env: dict[str, str] | None = None, new_session: bool = False) -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, new_session: bool = False,
+                 command: list[str] | None = None) -> None:
+        """`command` replaces `python anima_train_network.py args` (e.g. an `accelerate launch` line)."""
         full_env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"} | (env or {})
-        self.proc = subprocess.Popen([sys.executable, SCRIPT, *args], cwd=REPO, env=full_env,
+        self.proc = subprocess.Popen(command or [sys.executable, SCRIPT, *args], cwd=REPO, env=full_env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=new_session)
         self._chunks: dict[str, list[str]] = {"out": [], "err": []}

@@ -1,6 +1,6 @@
 """Our caption conditioning equals ComfyUI's, on the golden data ComfyUI itself computed (tiny weights, fp32).
 
-The fixture (`shared/fixtures/comfy_conditioning/`, beside the repository) marks which captions ComfyUI encodes
+The fixture (`tests/fixtures/comfy_conditioning/`) marks which captions ComfyUI encodes
 literally; the others use its prompt syntax. Dataset captions are literal text (decision 3): c09's text taken
 literally must give ComfyUI's result for the escaped prompt c05.
 """
@@ -8,10 +8,10 @@ literally must give ComfyUI's result for the escaped prompt c05.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from _fixtures import comfy_fixture
 from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerBase
 
@@ -22,27 +22,19 @@ from library.anima.qwen3 import load_qwen3
 from library.anima.text import AnimaTextEncoder, TextEncoding, tokenize_caption
 from library.anima.tokenizers import load_qwen_tokenizer, load_t5_tokenizer
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "comfy_conditioning"
 LITERAL = ["c00", "c01", "c02", "c03", "c04", "c06", "c07", "c10"]  # README: "literal = ComfyUI? yes"
 SYNTAX = ["c05", "c08", "c09", "c11"]
 TOL = 1e-5
 
 
-def fixture_file(name: str) -> Path:
-    path = FIXTURE / name
-    if not path.exists():
-        pytest.fail(f"golden data missing: {path}. Check out the project's shared/ folder beside the repository.")
-    return path
-
-
 @pytest.fixture(scope="module")
 def golden() -> dict[str, torch.Tensor]:
-    return load_file(fixture_file("golden.safetensors"))
+    return load_file(comfy_fixture("golden.safetensors"))
 
 
 @pytest.fixture(scope="module")
 def captions() -> dict[str, str]:
-    return json.loads(fixture_file("captions.json").read_text(encoding="utf-8"))["captions"]
+    return json.loads(comfy_fixture("captions.json").read_text(encoding="utf-8"))["captions"]
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +44,12 @@ def tokenizers() -> tuple[PreTrainedTokenizerBase, PreTrainedTokenizerBase]:
 
 @pytest.fixture(scope="module", params=["tiny_qwen3/model.safetensors", "tiny_qwen3"], ids=["single_file", "folder"])
 def encoder(request: pytest.FixtureRequest, tokenizers: tuple) -> AnimaTextEncoder:
-    return AnimaTextEncoder(load_qwen3(fixture_file(request.param)), *tokenizers)
+    return AnimaTextEncoder(load_qwen3(comfy_fixture(request.param)), *tokenizers)
 
 
 @pytest.fixture(scope="module")
 def adapter() -> LLMAdapter:
-    state = {k.removeprefix("llm_adapter."): v for k, v in load_file(fixture_file("tiny_adapter.safetensors")).items()}
+    state = {k.removeprefix("llm_adapter."): v for k, v in load_file(comfy_fixture("tiny_adapter.safetensors")).items()}
     model_dim = state["embed.weight"].shape[1]
     config = LLMAdapterConfig(
         source_dim=state["blocks.0.cross_attn.k_proj.weight"].shape[1],

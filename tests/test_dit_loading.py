@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from _fixtures import comfy_fixture
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -252,20 +251,15 @@ def test_missing_unreadable_and_truncated_files(tmp_path, no_weight_reads):
     expect_error(truncated, "truncated")
 
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "comfy_conditioning"
-
-
 @torch.no_grad()
 def test_comfyui_fixture_dit_loads_and_its_adapter_reproduces_comfyui():
     """A tiny DiT file ComfyUI itself loaded; our adapter's rows x T5 weights must equal ComfyUI's context."""
-    path = FIXTURE / "tiny_dit.safetensors"
-    if not path.exists():
-        pytest.fail(f"golden data missing: {path}. Check out the project's shared/ folder beside the repository.")
+    path = comfy_fixture("tiny_dit.safetensors")
     info = inspect_dit_file(path)
     assert (info.prefix, info.config.model_channels, info.num_blocks, info.config.num_heads) == ("net.", 32, 1, 2)
     assert (info.config.adaln_lora_dim, info.config.adapter.source_dim, info.config.adapter.num_layers) == (8, 16, 2)
     adapter = load_anima_dit(path).llm_adapter
-    golden = load_file(str(FIXTURE / "golden.safetensors"))
+    golden = load_file(str(comfy_fixture("golden.safetensors")))
     for key in ("c00", "c01", "c03", "c08"):  # empty, short, 700 rows (no padding), weighted
         ids, weights = golden[f"{key}.t5_ids"], golden[f"{key}.t5_weights"]
         rows = adapter(golden[f"{key}.qwen_hidden"][None], ids[None])[0] * weights[:, None]

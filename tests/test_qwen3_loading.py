@@ -6,21 +6,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from _fixtures import comfy_fixture
 from safetensors.torch import load_file, save_file
 
 from library.anima.qwen3 import load_qwen3
 from library.anima.text import AnimaTextEncoder
 from library.errors import ModelFileError
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "comfy_conditioning"
 IDS = torch.tensor([[16, 28552, 11, 13529, 151643]])
 
 
 @pytest.fixture(scope="module")
 def fixture_dir() -> Path:
-    if not (FIXTURE / "tiny_qwen3" / "model.safetensors").is_file():
-        pytest.fail(f"golden data missing: {FIXTURE}. Check out the project's shared/ folder beside the repository.")
-    return FIXTURE
+    return comfy_fixture("tiny_qwen3/model.safetensors").parents[1]
 
 
 def hidden(model: torch.nn.Module) -> torch.Tensor:

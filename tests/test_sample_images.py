@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _fixtures import comfy_fixture
 from diffusers import AutoencoderKLQwenImage
 from PIL import Image
 
@@ -30,7 +31,6 @@ from library.errors import ConfigError
 from library.sample_prompts import load_sample_prompts
 from library.trainer import ModelParts
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "comfy_conditioning"
 PROMPTS = ("a cat, (red scarf:1.3) --d 5 --s 3 --w 64 --h 64 --l 4 --n blurry\n"
            "a dog --s 2 --w 80 --h 64 --ss K_Euler --l 1\n")
 
@@ -46,7 +46,7 @@ class CpuAccelerator:
 
 @pytest.fixture(scope="module")
 def text_encoder() -> AnimaTextEncoder:
-    return AnimaTextEncoder.load(FIXTURE / "tiny_qwen3")
+    return AnimaTextEncoder.load(comfy_fixture("tiny_qwen3"))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 ComfyUI splits a prompt into weighted pieces before either tokenizer runs, and tokenizes every piece on its own
 (which changes the ids even where the weight is 1). The rules, as observed on ComfyUI (see
-`shared/fixtures/comfy_conditioning/README.md`):
+`tests/fixtures/comfy_conditioning/README.md`):
 
 - `(text)` multiplies the weight by 1.1 per nesting level; `(text:w)` sets it to w (a Python float);
   `(text:abc)` with a non-numeric tail keeps `text:abc` at ×1.1;

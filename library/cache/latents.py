@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from library.atomic import save_safetensors_atomic
 
-FORMAT = "sd-scripts-anima latents v1"
+FORMAT = "sd-scripts-anima latents v2"  # v2: pixels upright (EXIF) and 16-bit grey scaled; v1 files are rebuilt
 
 
 @dataclass(frozen=True)

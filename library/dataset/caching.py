@@ -17,10 +17,24 @@ from library.cache import text as text_files
 from library.dataset.captions import static_caption
 from library.dataset.dataset import Sample
 from library.dataset.images import Placement, fit_to_bucket, load_pixels, mask_tensor, to_tensor
-from library.errors import UserError
+from library.errors import ConfigError, UserError
 
 logger = logging.getLogger(__name__)
 Key = tuple[str, tuple[int, int]]
+
+
+def check_latent_cache_names(samples: list[Sample], suffix: str, cache_dir: str | None = None) -> None:
+    """Cache files are named by the image's stem and size, as kohya names them: `a.png` and `a.jpg` of one size would
+    share one file and each train on the other's latents. Refused before any model loads."""
+    owners: dict[Path, Path] = {}
+    for sample in samples:
+        image = sample.item.path
+        file = latent_files.latent_cache_path(image, sample.item.size, suffix, cache_dir)
+        other = owners.setdefault(file, image)
+        if other != image:
+            raise ConfigError(f"{other} and {image} would share the latent cache file {file.name} (cache files are "
+                              "named by the image name without its extension). Rename one of them; note that both "
+                              f"also read the caption file {image.stem}.<caption_extension>.")
 
 
 class LatentCache:
@@ -57,6 +71,7 @@ class LatentCache:
                                                                   cache_dir)
         todo = list(cache.specs)
         if to_disk:
+            check_latent_cache_names(samples, suffix, cache_dir)
             ordered = sorted(set(cache.files.values()))
             mine = {f for i, f in enumerate(ordered) if i % world == rank}
             todo = [k for k in todo if cache.files[k] in mine and not latent_files.is_valid(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from library.dataset.decoding import displayed_size, orientation, to_8bit, upright
 from library.dataset.face_crop import FaceCrop, face_geometry
 from library.errors import ConfigError
 
@@ -31,11 +32,20 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
+def unsupported_images(folder: Path) -> list[Path]:
+    """Files PIL knows as images that are not trained on (kohya's list has no .gif, .tif, ...): skipped, but counted
+    so the user hears of them."""
+    known = set(Image.registered_extensions())
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in known and p.suffix.lower() not in IMAGE_EXTENSIONS)
+
+
 def read_image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header; an unreadable or truncated file is a ConfigError naming it."""
+    """(width, height) as displayed, from the file header; an unreadable or truncated file is a ConfigError naming
+    it."""
     try:
         with Image.open(path) as image:
-            size = image.size
+            size = displayed_size(image)
             image.verify()  # PNG: walks every chunk and checks CRCs; cheap, no decoding
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ConfigError(f"{path}: cannot read this image ({error}). Re-save it or remove it from the folder.") from None
@@ -70,10 +80,12 @@ def _resample(original: tuple[int, int], target: tuple[int, int], interpolation:
 
 
 def load_pixels(path: Path, alpha_mask: bool) -> tuple[Image.Image, Image.Image | None]:
-    """RGB image and (with alpha_mask) its alpha channel; kohya ignores EXIF rotation, and so do we."""
+    """RGB image and (with alpha_mask) its alpha channel, upright and 8-bit (decoding.py says why)."""
     try:
-        with Image.open(path) as image:
-            image.load()
+        with Image.open(path) as opened:
+            stored_orientation = orientation(opened)
+            opened.load()
+            image = to_8bit(upright(opened, stored_orientation))
             alpha = None
             if alpha_mask:
                 has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
@@ -91,7 +103,7 @@ def load_mask(path: Path, size: tuple[int, int]) -> Image.Image:
     """A conditioning mask's red channel (kohya's masked loss reads R), resized to its image's `size` if needed."""
     try:
         with Image.open(path) as image:
-            red = image.convert("RGB").getchannel("R")
+            red = to_8bit(upright(image, orientation(image))).convert("RGB").getchannel("R")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ConfigError(f"{path}: cannot decode this mask image ({error}). Re-save it or remove it.") from None
     return red if red.size == size else red.resize(size, _resample(red.size, size, None))

@@ -83,7 +83,7 @@ def parse_structured(data: Any, source: str) -> StructuredCaption:
 
 def load_json_caption(path: Path) -> StructuredCaption:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: illegal char in file (not UTF-8). Save the caption as UTF-8.") from None
     except json.JSONDecodeError as error:

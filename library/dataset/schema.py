@@ -231,7 +231,7 @@ def load_dataset_config(path: str) -> dict[str, Any]:
         raise ConfigError(f"--dataset_config: file not found: {path}" +
                           (" (it is a folder)" if file.is_dir() else ". Check the path (relative to the current "
                                                                      "folder)."))
-    text = file.read_text(encoding="utf-8")
+    text = file.read_text(encoding="utf-8-sig")
     try:
         if file.suffix.lower() == ".toml":
             config = toml.loads(text)

@@ -15,7 +15,7 @@ from typing import Any
 from library.atomic import write_text_atomic
 from library.dataset.blueprint import SubsetParams
 from library.dataset.captions import RawCaption
-from library.dataset.images import IMAGE_EXTENSIONS, list_images, read_image_size
+from library.dataset.images import IMAGE_EXTENSIONS, list_images, read_image_size, unsupported_images
 from library.dataset.json_captions import load_json_caption
 from library.errors import ConfigError
 
@@ -38,7 +38,7 @@ class ImageItem:
 
 def _read_text_caption(path: Path, wildcard: bool) -> str:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: illegal char in file (not UTF-8). Save the caption as UTF-8.") from None
     if wildcard:
@@ -127,6 +127,11 @@ def dreambooth_items(subset: SubsetParams, index: int, where: str) -> list[Image
     items = [ImageItem(image, _dreambooth_caption(image, subset, missing, empty), read_image_size(image), index,
                        subset.num_repeats, subset.is_reg) for image in list_images(folder)]
     _warn_captions(str(folder), subset, missing, empty)
+    if skipped := unsupported_images(folder):
+        kinds = "/".join(sorted({p.suffix.lower() for p in skipped}))
+        logger.warning("%s: %d files skipped: the trainer does not read %s images (it reads %s). Convert them to PNG "
+                       "to train on them: %s", folder, len(skipped), kinds, "/".join(IMAGE_EXTENSIONS),
+                       ", ".join(p.name for p in skipped[:5]))
     if subset.cache_info and items:
         _save_cache_info(folder, items)
     return items
@@ -134,7 +139,7 @@ def dreambooth_items(subset: SubsetParams, index: int, where: str) -> list[Image
 
 def _metadata_entries(file: Path, where: str) -> list[tuple[str, dict[str, Any]]]:
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8-sig")
         if file.suffix.lower() == ".jsonl":
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
             return [(str(row.get("image_path", "")), row) for row in rows]
