@@ -216,9 +216,13 @@ def main(argv: list[str] | None = None) -> None:
         trainer.train(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        code = 2
+    else:
+        code = 0
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        exit_worker(0)
+        exit_worker(code)  # never through interpreter shutdown (library/signals.py)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from library.loss_curve import read_loss_csv, training_summary, write_loss_curve
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
 from library.sample_draws import sample_generators, sample_seed
-from library.signals import StopRequest, exit_code, exit_worker
+from library.signals import StopRequest, end_run, exit_code, exit_worker
 from library.validation import num_validation_batches, run_validation
 
 logger = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ class TrainLoop:
         self._save_state(name)
         self.acc.print(f"\nStopped by {self.stop.signal_name or 'a signal'} at step {self.global_step}. "
                        f"To continue exactly where it stopped:\n  {state_lib.resume_command(self.output_dir / name)}")
-        self.acc.end_training()
+        end_run(self.acc)
         if self.acc.num_processes > 1:
             exit_worker(exit_code(self.stop.agreed))
         raise SystemExit(exit_code(self.stop.agreed))
@@ -239,7 +239,7 @@ class TrainLoop:
             self._write_loss_log()
             curve = self._write_loss_curve()
         run_dir = self.acc.logging_dir if self.acc.trackers else None
-        self.acc.end_training()
+        end_run(self.acc)
         self.acc.print(f"training finished: {self.global_step} steps. LoRA saved to {final}")
         if self.acc.is_main_process:
             files = [final, self._loss_log_path(), curve, run_dir]
