@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from library import state as state_lib
 from library.errors import ConfigError
@@ -16,6 +17,9 @@ from library.errors import ConfigError
 SAVE_DTYPES = {None: None, "float": torch.float32, "fp32": torch.float32, "fp16": torch.float16,
                "bf16": torch.bfloat16}
 PROBE_MIN_FREE_BYTES = 64 * 1024 * 1024
+# What a full disk or a file-size limit raises while writing: OSError from Python's own writes, SafetensorError from
+# safetensors ("No space left on device"), RuntimeError from torch.save's zip writer ("unexpected pos").
+WRITE_ERRORS = (OSError, SafetensorError, RuntimeError)
 
 
 def step_file_name(output_name: str, step: int, ext: str = "safetensors") -> str:
@@ -106,3 +110,19 @@ class Retention:
 def _remove(path: Path) -> None:
     if path.exists():
         os.remove(path)
+
+
+def write_failure(target: Path, step: int, exc: BaseException, output_dir: Path, output_name: str) -> ConfigError:
+    """The sentence for a write that failed mid-run: what, why, the free space, and where to resume from. Writes
+    are atomic and their temporaries removed, so every earlier file is complete and untouched."""
+    reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0]
+    try:
+        free = f"{shutil.disk_usage(output_dir).free / 2**20:.1f} MiB free on that disk"
+    except OSError:
+        free = "free space unknown"
+    newest = state_lib.newest_state(output_dir, output_name)
+    how = (f"The newest complete state is {newest}. Free some space (or lift the file-size limit), then continue "
+           f"with:\n  {state_lib.resume_command(newest)}" if newest else
+           "No resumable state exists yet (use --save_state to write them); free some space and start again.")
+    return ConfigError(f"saving {target} failed at step {step}: {reason} ({free}). Training stopped. Files already "
+                       f"under their final names were not touched, and the unfinished file was removed. {how}")

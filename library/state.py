@@ -56,11 +56,16 @@ def save_state(accelerator: Any, folder: Path, state: TrainState) -> None:
     if accelerator.is_main_process and partial.exists():
         shutil.rmtree(partial)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(partial))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            maybe_crash("state-after-accelerate")
+            write_text_atomic(partial / TRAIN_STATE_FILE, json.dumps(asdict(state), indent=2))
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # a full disk must not leave half a state behind
+        raise
     if accelerator.is_main_process:
-        maybe_crash("state-after-accelerate")
-        write_text_atomic(partial / TRAIN_STATE_FILE, json.dumps(asdict(state), indent=2))
         maybe_crash("state-before-rename")
         if folder.exists():
             old = folder.with_name(folder.name + ".tmp-old")

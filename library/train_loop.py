@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 
 from library import saving, tracking
 from library import state as state_lib
-from library.errors import UserError
 from library.loss_curve import read_loss_csv, training_summary, write_loss_curve_png, write_loss_log
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
@@ -264,12 +263,8 @@ class TrainLoop:
         atomic, so the previous files are intact, and the newest complete state says where to resume from."""
         try:
             yield
-        except OSError as exc:
-            newest = state_lib.newest_state(self.output_dir, self.output_name)
-            how = (f"Fix the cause, then continue with:\n  {state_lib.resume_command(newest)}" if newest else
-                   "No resumable state exists yet (use --save_state to write them).")
-            raise UserError(f"saving {target} failed at step {self.global_step}: {exc.strerror or exc}. Training "
-                            f"stopped. Files already under their final names were not touched. {how}") from exc
+        except saving.WRITE_ERRORS as exc:
+            raise saving.write_failure(target, self.global_step, exc, self.output_dir, self.output_name) from exc
 
     def _save_model(self, file_name: str, epoch: int) -> None:
         self.acc.wait_for_everyone()
