@@ -21,6 +21,7 @@ from typing import Any
 from library.atomic import TMP_MARK, maybe_crash, write_text_atomic
 from library.errors import ConfigError
 from library.file_fingerprint import same_file_contents
+from library.launch_command import launch_prefix
 
 TRAIN_STATE_FILE = "train_state.json"
 PARTIAL_SUFFIX = ".tmp-partial"
@@ -36,6 +37,8 @@ class TrainState:
     batches_done_in_epoch: int
     identity: dict[str, Any] = field(default_factory=dict)
     base_model: dict[str, dict[str, Any]] = field(default_factory=dict)
+    num_processes: int = 0  # 0: written before states recorded it
+    launcher: list[str] = field(default_factory=list)  # what went before the script (library/launch_command.py)
 
 
 def step_state_name(output_name: str, step: int) -> str:
@@ -97,7 +100,21 @@ def read_train_state(folder: str | os.PathLike) -> TrainState:
         batches_done_in_epoch=int(data.get("batches_done_in_epoch", 0)),
         identity=dict(data.get("identity", {})),
         base_model=dict(data.get("base_model", {})),
+        num_processes=int(data.get("num_processes", 0)),
+        launcher=[str(item) for item in data.get("launcher", [])],
     )
+
+
+def check_process_count(folder: str, state: TrainState, current: int) -> None:
+    """A state continues only with the process count that wrote it: each process's place in the data and its RNG
+    are its own, and the steps per epoch follow the count, so another count would silently train other data."""
+    if not state.num_processes or state.num_processes == current:
+        return
+    raise ConfigError(
+        f"--resume {folder} was written by {state.num_processes} process(es), but this run has {current}. A state "
+        f"continues only with the process count that wrote it. Launch it as it was launched:\n  "
+        f"{resume_command(Path(folder), state.launcher or None)}\nTo go on with {current} instead (a warm start: fresh "
+        f"optimizer and schedule, step 1), drop --resume and pass --network_weights {Path(folder) / 'model.safetensors'}.")
 
 
 def check_identity(folder: str, saved: dict[str, Any], current: dict[str, Any]) -> None:
@@ -150,8 +167,10 @@ def prune_states(output_dir: Path, names: list[str]) -> None:
     for name in names:
         shutil.rmtree(output_dir / name, ignore_errors=True)
 
-def resume_command(state_dir: Path) -> str:
-    """This run's own command line with `--resume <state_dir>` in place of any earlier --resume."""
+
+def resume_command(state_dir: Path, prefix: list[str] | None = None) -> str:
+    """This run's own command line, launched as this run was (or by `prefix`: a launcher and its options), with
+    `--resume <state_dir>` in place of any earlier --resume."""
     argv = list(sys.argv)
     cleaned: list[str] = []
     skip_next = False
@@ -165,4 +184,5 @@ def resume_command(state_dir: Path) -> str:
         if item.startswith("--resume="):
             continue
         cleaned.append(item)
-    return "accelerate launch " + " ".join(shlex.quote(a) for a in [argv[0], *cleaned, "--resume", str(state_dir)])
+    launch = launch_prefix() if prefix is None else prefix
+    return " ".join(shlex.quote(a) for a in [*launch, argv[0], *cleaned, "--resume", str(state_dir)])

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from library import saving, tracking
 from library import state as state_lib
+from library.launch_command import launch_prefix
 from library.loss_curve import read_loss_csv, training_summary, write_loss_curve_png, write_loss_log
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
@@ -61,6 +62,7 @@ class TrainLoop:
         validation = getattr(dataset, "validation", None)
         self.validation = validation if validation is not None and num_validation_batches(args, validation) else None
         self.base_model = trainer.base_model_identity(args)  # once: the files as this run loaded them
+        self.launcher = launch_prefix()  # recorded in states, so a resume can be launched the same way
 
     @property
     def unwrapped(self) -> Any:
@@ -281,7 +283,8 @@ class TrainLoop:
         so it always covers the newest complete state (a resume trims it)."""
         identity = self.trainer.state_identity(self.args)
         epoch, batches_done = self.position
-        st = state_lib.TrainState(epoch, self.global_step, batches_done, identity, self.base_model)
+        st = state_lib.TrainState(epoch, self.global_step, batches_done, identity, self.base_model,
+                                  self.acc.num_processes, self.launcher)
         with self._saving(self.output_dir / name):
             self._write_loss_log()
             state_lib.save_state(self.acc, self.output_dir / name, st)

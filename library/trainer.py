@@ -148,6 +148,7 @@ class NetworkTrainer:
         resume = None
         if args.resume:
             resume = state_lib.read_train_state(args.resume)
+            state_lib.check_process_count(args.resume, resume, int(os.environ.get("WORLD_SIZE", "1")))
             state_lib.check_identity(args.resume, resume.identity, self.state_identity(args))
             if warning := state_lib.check_base_model(args.resume, resume.base_model, self.base_model_identity(args)):
                 logger.warning(warning)

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from _launch import launch_command
 from _process_tree import adopting_orphans, kill_tree, rank_of, trainers_of, wait_adopted
-from _stopped_run import check_stopped_output
+from _stopped_run import check_stopped_output, printed_command
 from _tiny_run import tiny_model
 from _train_process import TrainProcess
 
@@ -91,6 +91,8 @@ def test_a_signal_to_a_two_process_launcher_reaches_both_workers(tiny: Path, tmp
     assert "forcefully exiting" not in run.stderr  # both were done before elastic's SIGKILL deadline
     step, _state, _argv = check_stopped_output(run.stdout, out, processes=2)
     assert f"Stopped by {sent.name} at step {step}" in run.stdout
+    # the printed command launches as this run was launched (caught: rebuilt from the trainer's argv alone)
+    assert printed_command(run.stdout)[0][:5] == ["accelerate", "launch", "--multi_gpu", "--num_processes", "2"]
 
 
 def test_two_workers_stop_and_exit_143_when_the_launcher_is_killed(tiny: Path, tmp_path: Path) -> None:

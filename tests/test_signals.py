@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from _stopped_run import check_stopped_output
+from _stopped_run import check_stopped_output, printed_command
 from _tiny_run import read_losses, tiny_model
 from _train_process import TrainProcess, run_to_end
 from safetensors.torch import load_file
@@ -47,6 +47,7 @@ def test_ctrl_c_to_the_process_group_saves_and_the_printed_command_resumes(tiny:
     resumed = run_to_end([*argv[1:], "--max_train_steps", str(step + 2)])
     assert resumed.proc.returncode == 0, resumed.stderr[-3000:]
     assert argv[0] == "anima_train_network.py" and argv[argv.index("--resume") + 1] == str(state)
+    assert printed_command(process.stdout)[0] == ["python"], "started by python, so resumed by python"
     assert [s for s, _ in read_losses(out)] == list(range(1, step + 3))
     assert load_file(out / "anima_tiny_lora.safetensors")
 
