@@ -8,6 +8,5 @@ TINY=${TINY_DIR:-tiny_anima}
 if [ ! -f "$TINY/train_args.toml" ]; then
   python tools/make_tiny_anima.py --output_dir "$TINY"
 fi
-accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-  anima_train_network.py --config_file "$TINY/train_args.toml" --dataset_config "$TINY/dataset.toml"
+python anima_train_network.py --config_file "$TINY/train_args.toml" --dataset_config "$TINY/dataset.toml"
 ls -l "$TINY"/output/*.safetensors
