@@ -22,7 +22,7 @@ from library.anima.args import add_anima_arguments
 from library.anima.attention_backend import apply_sdpa_backends, resolve_attn_mode
 from library.anima.block_swap import enable_block_swap, validate_blocks_to_swap
 from library.anima.compile import compile_blocks
-from library.anima.conditioning import build_context, collate_text
+from library.anima.conditioning import build_context, collate_text, run_per_context_length
 from library.anima.detect import cross_check, identify
 from library.anima.flow import broadcast_sigmas, noisy_input, velocity_target
 from library.anima.fp8 import apply_fp8_base
@@ -194,7 +194,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
                 gamma = gamma * per_sample(lambda g: torch.rand(1, generator=g, device=device), generators)
             model_noise = noise + broadcast_sigmas(gamma, extra) * extra
         x = noisy_input(latents, model_noise, sigmas).unsqueeze(2)
-        pred = dit(x.to(dtype), sigmas.to(dtype), context.to(dtype)).squeeze(2)
+        pred = run_per_context_length(dit, x.to(dtype), sigmas.to(dtype), context.to(dtype), batch["t5_mask"]).squeeze(2)
         return pred, velocity_target(latents, noise), sigmas, loss_weighting(args, sigmas)
 
     def sample_images(self, accelerator: Any, args: Namespace, epoch: int | None, global_step: int,
