@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         trainer.train(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            exit_worker(exc.exit_code)
         sys.exit(exc.exit_code)  # 2, or 3 for a NaN / inf loss (docs/troubleshooting.md)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         exit_worker(0)

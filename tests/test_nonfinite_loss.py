@@ -7,15 +7,21 @@ steps, so the loss and every gradient of those steps are NaN, as with a broken c
 from __future__ import annotations
 
 import hashlib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from _tiny_run import one_image_dataset, read_losses, state_dict_of, tiny_model, train
+from _launch import launch_command, launch_env
+from _tiny_run import REPO, images_dataset, one_image_dataset, read_losses, state_dict_of, tiny_model, train
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from anima_train_network import AnimaNetworkTrainer
+from library.atomic import save_safetensors_atomic
+from library.cache import checksum
 from library.errors import NonFiniteError
 from library.nonfinite import NonFiniteGuard
 from library.train_loop import TrainLoop
@@ -135,3 +141,36 @@ def test_the_save_guard_refuses_a_non_finite_network(tiny: Path, dataset: Path, 
     assert f"refusing to write {out / f'{NAME}-step00000002.safetensors'}" in capsys.readouterr().err
     assert list(saved) == [f"{NAME}-step00000001.safetensors"]
     assert sorted(p.name for p in out.glob("*.safetensors")) == list(saved)
+
+
+def nan_latent_cache(file: Path) -> None:
+    """Every latent of `file` becomes NaN, with checksums to match: a cache written by a broken encoder, which no
+    cache check can tell from a good one."""
+    with safe_open(str(file), framework="pt") as handle:
+        metadata = handle.metadata()
+    tensors = {k: torch.full_like(t, float("nan")) for k, t in load_file(str(file)).items()}
+    save_safetensors_atomic(tensors, file, {**metadata, checksum.KEY: checksum.checksums_text(tensors)})
+
+
+def test_two_processes_stop_at_the_same_step(tiny: Path, tmp_path: Path) -> None:
+    """Two images, batch 1, two gloo processes: each step, one process trains on the image whose cached latents are
+    NaN. Both stop at step 1, each with its message; the launcher exits 1 and names exit code 3 (it may end the other
+    process before that one exits by itself). Catches: library/nonfinite.py without `flags = self.acc.gather(flags)`
+    (the other process trains on into a collective that never completes, and says nothing)."""
+    dataset = images_dataset(tiny, tmp_path, 2, "two")
+    images = tmp_path / "two"
+    caches = ("--cache_latents_to_disk", "--dataset_config", str(dataset))
+    train(tiny, tmp_path / "caching", "--max_train_steps", "1", *caches)  # writes the latent caches
+    poisoned = sorted(images.glob("*_latents.safetensors"))[0]
+    nan_latent_cache(poisoned)
+    out = tmp_path / "out"
+    command = launch_command(2, "--config_file", str(tiny / "train_args.toml"), "--output_dir", str(out),
+                             "--max_train_steps", "3", "--save_every_n_steps", "1", *caches)
+    done = subprocess.run(command, cwd=REPO, env=launch_env(), capture_output=True, text=True, timeout=240)
+    log = done.stdout + done.stderr
+    assert done.returncode != 0, log[-3000:]
+    image = next(p for p in images.glob("*.png") if poisoned.name.startswith(p.stem + "_"))
+    assert f"the loss is nan at step 1 (epoch 1) on the batch of {image}." in log, log[-3000:]
+    assert "another process's loss is not finite at step 1 (epoch 1)" in log, log[-3000:]
+    assert "exitcode  : 3" in log, log[-3000:]  # the root cause the launcher names (it then ends the other one)
+    assert not list(out.glob("*.safetensors"))
