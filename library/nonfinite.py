@@ -43,10 +43,10 @@ class NonFiniteGuard:
         """True: drop this step. Raises NonFiniteError to stop the run (every process at this same step)."""
         bad = [loss for loss in self.losses if not math.isfinite(loss)]
         files, self.losses, self.files = self.files, [], []
-        flags = torch.tensor([1 if bad else 0], device=self.acc.device)
+        flags = [bool(bad)]
         if self.acc.num_processes > 1:
-            flags = self.acc.gather(flags)
-        if not any(flags.tolist()):
+            flags = self.acc.gather(torch.tensor(flags, device=self.acc.device)).tolist()
+        if not any(flags):
             self.in_a_row = 0
             return False
         where = f"at step {step} (epoch {epoch})"
@@ -58,10 +58,10 @@ class NonFiniteGuard:
             return True
         self.acc.end_training()
         many = f" ({self.in_a_row} steps in a row)" if self.mode == "skip" else ""
+        skip = "; or pass --nonfinite_loss skip to skip such steps" if self.mode == "stop" else ""
         raise NonFiniteError(
             f"{what}{many}. Training stopped before this step changed the weights: the files already saved are "
-            f"untouched and the newest state can be resumed (--resume). {FIX}; or pass --nonfinite_loss skip to "
-            f"skip such steps.")
+            f"untouched (resume from the newest state, if --save_state wrote one). {FIX}{skip}.")
 
 
 def check_finite_tensors(tensors: dict[str, torch.Tensor], file: str) -> None:

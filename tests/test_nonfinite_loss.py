@@ -155,8 +155,8 @@ def nan_latent_cache(file: Path) -> None:
 def test_two_processes_stop_at_the_same_step(tiny: Path, tmp_path: Path) -> None:
     """Two images, batch 1, two gloo processes: each step, one process trains on the image whose cached latents are
     NaN. Both stop at step 1, each with its message; the launcher exits 1 and names exit code 3 (it may end the other
-    process before that one exits by itself). Catches: library/nonfinite.py without `flags = self.acc.gather(flags)`
-    (the other process trains on into a collective that never completes, and says nothing)."""
+    process before that one exits by itself). Catches: library/nonfinite.py without its `self.acc.gather(...)` of the
+    flags (the other process trains on into a collective that never completes, and says nothing)."""
     dataset = images_dataset(tiny, tmp_path, 2, "two")
     images = tmp_path / "two"
     caches = ("--cache_latents_to_disk", "--dataset_config", str(dataset))
