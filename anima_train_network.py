@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         trainer.train(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        code = 2
+        code = exc.exit_code  # 2, or 3 for a NaN / inf loss (docs/troubleshooting.md)
     else:
         code = 0
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -10,6 +10,15 @@ from __future__ import annotations
 class UserError(Exception):
     """A problem with the user's input that the user can fix; the message says how."""
 
+    exit_code = 2
+
+
+class NonFiniteError(UserError):
+    """Training diverged (a NaN or inf loss or weight): its own exit code, so a script can tell it from a bad option
+    and knows the files already saved are the last good ones."""
+
+    exit_code = 3
+
 
 class ConfigError(UserError):
     """A bad option value, TOML key or dataset.toml entry."""

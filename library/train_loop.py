@@ -24,6 +24,7 @@ from library.launch_command import launch_prefix
 from library.loss_curve import read_loss_csv, training_summary, write_loss_curve_png, write_loss_log
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
+from library.nonfinite import NonFiniteGuard
 from library.sample_draws import sample_generators, sample_seed
 from library.signals import StopRequest, end_run, exit_code, exit_worker
 from library.validation import num_validation_batches, run_validation
@@ -56,6 +57,7 @@ class TrainLoop:
         self.position = (1, 0)  # (epoch in progress, its batches done): what every state records
         self.losses: list[tuple[int, float]] = []
         self.stop = StopRequest()
+        self.nonfinite = NonFiniteGuard(args.nonfinite_loss, accelerator)
         self.step_logger = tracking.StepLogger(accelerator, lr_descriptions)
         self.started_at = self.run_started_at = time.time()
         self.run_first_step = 0
@@ -108,15 +110,20 @@ class TrainLoop:
         step_losses: list[float] = []
         for index, batch in enumerate(loader, start=skip):
             step_losses.append(self._micro_step(batch, epoch, index, grad_accum))
+            self.nonfinite.note(step_losses[-1], batch["image_keys"])
             if (index + 1) % grad_accum and index + 1 != n_batches:
                 continue
-            self._optimizer_step()
+            skipped = self.nonfinite.skip_step(self.global_step + 1, epoch)  # or stops the run, weights untouched
+            self._optimizer_step(skipped)
             self.global_step += 1
             loss = sum(step_losses) / len(step_losses)
             step_losses = []
-            self.losses.append((self.global_step, loss))
             self.position = (epoch, index + 1)
-            self._log_step(loss, progress)
+            if skipped:
+                progress.update(1)  # no loss row: a gap in the loss log and curve
+            else:
+                self.losses.append((self.global_step, loss))
+                self._log_step(loss, progress)
             self._after_step(epoch)
             if self.global_step >= args.max_train_steps:
                 break  # a stop asked for at the last step just finishes: the final LoRA is written either way
@@ -143,7 +150,11 @@ class TrainLoop:
         acc.backward(loss / grad_accum)
         return float(loss.detach())
 
-    def _optimizer_step(self) -> None:
+    def _optimizer_step(self, skip: bool = False) -> None:
+        """`skip` (a non-finite step): drop the gradients; neither the weights nor the schedule move."""
+        if skip:
+            self.optimizer.zero_grad(set_to_none=True)
+            return
         params = [p for p in self.unwrapped.get_trainable_params() if p.grad is not None]
         if self.acc.num_processes > 1:
             for param in params:

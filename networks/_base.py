@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from library.atomic import atomic_path, save_safetensors_atomic
 from library.errors import ConfigError
+from library.nonfinite import check_finite_tensors
 from networks._adapter_module import AdapterModule
 from networks._args import get_arg, parse_float, parse_regex_values
 from networks._keys import file_key, group_by_module
@@ -155,11 +156,13 @@ class AnimaAdapterNetwork(nn.Module):
         return {file_key(a.path, suffix): t for a in self.adapters for suffix, t in a.state_dict().items()}
 
     def save_weights(self, file: str | os.PathLike, dtype: torch.dtype | None, metadata: dict[str, str] | None) -> None:
-        """Atomic write in `diffusion_model.*` form, every tensor (alpha included) cast to `dtype`."""
+        """Atomic write in `diffusion_model.*` form, every tensor (alpha included) cast to `dtype`; a NaN or inf
+        tensor refuses the write (a diverged network must not replace a good file)."""
         tensors = {
             k: (t.detach().to("cpu", dtype) if dtype is not None else t.detach().cpu())
             for k, t in self.file_state_dict().items()
         }
+        check_finite_tensors(tensors, str(file))
         if not str(file).endswith(".safetensors"):
             with atomic_path(file) as tmp:
                 torch.save(tensors, tmp)

@@ -25,16 +25,21 @@ def tiny_model(root: Path) -> Path:
 
 def one_image_dataset(tiny: Path, work: Path) -> Path:
     """A dataset.toml over a single image of the tiny dataset, batch 1, no bucketing surprises."""
-    images = work / "one_image"
+    return images_dataset(tiny, work, 1, "one_image")
+
+
+def images_dataset(tiny: Path, work: Path, count: int, name: str) -> Path:
+    """A dataset.toml `<work>/<name>.toml` over the first `count` images of the tiny dataset, batch 1."""
+    images = work / name
     images.mkdir(parents=True, exist_ok=True)
-    source = sorted((tiny / "dataset").glob("*.png"))[0]
-    shutil.copy(source, images / source.name)
-    shutil.copy(source.with_suffix(".txt"), images / source.with_suffix(".txt").name)
+    for source in sorted((tiny / "dataset").glob("*.png"))[:count]:
+        shutil.copy(source, images / source.name)
+        shutil.copy(source.with_suffix(".txt"), images / source.with_suffix(".txt").name)
     config = {"general": {"caption_extension": ".txt"},
               "datasets": [{"resolution": 64, "batch_size": 1, "enable_bucket": True, "min_bucket_reso": 32,
                             "max_bucket_reso": 128, "bucket_reso_steps": 16,
                             "subsets": [{"image_dir": str(images), "num_repeats": 1}]}]}
-    path = work / "one_image.toml"
+    path = work / f"{name}.toml"
     path.write_text(toml.dumps(config), encoding="utf-8")
     return path
 

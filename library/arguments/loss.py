@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--huber_scale", type=float, default=1.0, help="Multiplier of the Huber threshold (constant, exponential)."
     )
+    g.add_argument(
+        "--nonfinite_loss",
+        default="stop",
+        choices=["stop", "skip"],
+        help="A NaN or inf loss: stop (exit code 3, before it reaches the weights; the message names the step and "
+        "the batch's images) or skip that step (no weight update; 3 skipped steps in a row stop the run).",
+    )
     g.add_argument("--prior_loss_weight", type=float, default=1.0, help="Loss weight of regularisation images.")
     g.add_argument("--ip_noise_gamma", type=float, default=None, help="Input-perturbation noise strength.")
     g.add_argument(

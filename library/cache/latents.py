@@ -2,7 +2,8 @@
 
 The file records what it was made from (the encoder identity the trainer gives, the image's byte size and mtime,
 and per bucket the resize target and interpolation), so a stale or foreign file is rebuilt instead of silently
-training on the wrong latents. See docs/caches.md for names and keys.
+training on the wrong latents; a checksum of each tensor's data (library/cache/checksum.py) catches a file
+corrupted on disk. See docs/caches.md for names and keys.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from library.atomic import save_safetensors_atomic
+from library.cache import checksum
 
-FORMAT = "sd-scripts-anima latents v2"  # v2: pixels upright (EXIF) and 16-bit grey scaled; v1 files are rebuilt
+# v2: pixels upright (EXIF) and 16-bit grey scaled; v3: checksums of the tensors. Older files are rebuilt.
+FORMAT = "sd-scripts-anima latents v3"
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,14 @@ def image_stamp(image: Path) -> str:
     return json.dumps({"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
 
 
+def _data_intact(path: Path, names: list[str]) -> bool:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return checksum.matches(path, handle, handle.metadata() or {}, names)
+    except (OSError, SafetensorError):
+        return False
+
+
 def _header(path: Path) -> tuple[dict[str, str], set[str]] | None:
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -74,32 +85,37 @@ def _same_source(metadata: dict[str, str], image: Path, identity: dict[str, str]
 
 def is_valid(path: Path, image: Path, identity: dict[str, str], spec: LatentSpec, trust: bool = False) -> bool:
     """True when `path` holds this spec's tensors made from this image by this encoder.
-    `trust` (--skip_cache_check) only checks that the keys are there."""
+    `trust` (--skip_cache_check) only checks that the keys are there (no record, no checksum)."""
     header = _header(path) if path.is_file() else None
     if header is None:
         return False
     metadata, keys = header
     if not all(key in keys for key in spec.required()):
         return False
-    return trust or (_same_source(metadata, image, identity) and metadata.get(spec.keys()["record"]) == spec.record())
+    return trust or (_same_source(metadata, image, identity) and metadata.get(spec.keys()["record"]) == spec.record()
+                     and _data_intact(path, spec.required()))
 
 
 def save_latents(path: Path, image: Path, identity: dict[str, str], spec: LatentSpec, latents: torch.Tensor,
                  flipped: torch.Tensor | None = None, alpha_mask: torch.Tensor | None = None) -> None:
-    """Write this bucket's entry, keeping other buckets' entries when the file is from the same source."""
+    """Write this bucket's entry, keeping other buckets' entries (and their checksums) when the file is from the same
+    source."""
     tensors: dict[str, torch.Tensor] = {}
+    new: dict[str, torch.Tensor] = {}
     metadata = {"format": FORMAT, "identity": identity_text(identity), "image": image_stamp(image)}
     header = _header(path) if path.is_file() else None
     if header is not None and _same_source(header[0], image, identity):
         tensors = load_file(str(path))
         metadata = {**header[0], **metadata}
     keys = spec.keys()
-    tensors[keys["latents"]] = latents.float().cpu()
+    new[keys["latents"]] = latents.float().cpu()
     if flipped is not None:
-        tensors[keys["flipped"]] = flipped.float().cpu()
+        new[keys["flipped"]] = flipped.float().cpu()
     if alpha_mask is not None:
-        tensors[keys["alpha"]] = alpha_mask.float().cpu()
+        new[keys["alpha"]] = alpha_mask.float().cpu()
+    tensors.update(new)
     metadata[keys["record"]] = spec.record()
+    metadata[checksum.KEY] = checksum.checksums_text(new, metadata.get(checksum.KEY))
     save_safetensors_atomic(tensors, path, metadata)
 
 
