@@ -38,3 +38,10 @@ def randn_per_sample(shape: Sequence[int], generators: Sequence[torch.Generator]
         raise ValueError(f"{len(generators)} generators for a batch of {shape[0]}")
     row = (1, *shape[1:])
     return per_sample(lambda g: torch.randn(row, generator=g, device=device, dtype=dtype), generators)
+
+
+def micro_seed(seed: int, epoch: int, global_batch_index: int) -> int:
+    """Seed of the global RNG (network dropout) for a micro-batch from its place in the epoch's batch list, not from
+    the process that runs it: accelerate gives process p of N the batches p, p+N, ... (global index = local index *
+    N + p). Noise and noise levels are drawn per sample instead (library/sample_draws.py)."""
+    return hash((seed, epoch, global_batch_index, 0)) & 0x7FFF_FFFF_FFFF

@@ -25,18 +25,11 @@ from library.loss_curve import read_loss_csv, training_summary, write_loss_curve
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
 from library.nonfinite import NonFiniteGuard
-from library.sample_draws import sample_generators, sample_seed
+from library.sample_draws import micro_seed, sample_generators, sample_seed
 from library.signals import StopRequest, end_run, exit_code, exit_worker
-from library.validation import num_validation_batches, run_validation
+from library.validation import log_validation, num_validation_batches, run_validation
 
 logger = logging.getLogger(__name__)
-
-
-def micro_seed(seed: int, epoch: int, global_batch_index: int) -> int:
-    """Seed of the global RNG (network dropout) for a micro-batch from its place in the epoch's batch list, not from
-    the process that runs it: accelerate gives process p of N the batches p, p+N, ... (global index = local index *
-    N + p). Noise and noise levels are drawn per sample instead (library/sample_draws.py)."""
-    return hash((seed, epoch, global_batch_index, 0)) & 0x7FFF_FFFF_FFFF
 
 
 class TrainLoop:
@@ -213,14 +206,8 @@ class TrainLoop:
                               self.validation, self.global_step)
 
     def _log_validation(self, kind: str, loss: float) -> None:
-        """kohya's keys: loss/validation/{step,epoch}_average and _divergence (validation minus the training
-        moving average, the value `loss/average` shows)."""
-        recent = [value for _, value in self.losses[-self.steps_per_epoch:]]
-        divergence = loss - sum(recent) / len(recent) if recent else float("nan")
-        self.acc.print(f"\nvalidation loss at step {self.global_step} ({kind}): {loss:.4f}")
-        if self.acc.trackers:
-            self.acc.log({f"loss/validation/{kind}_average": loss, f"loss/validation/{kind}_divergence": divergence},
-                         step=self.global_step)
+        log_validation(self.acc, kind, loss, [value for _, value in self.losses[-self.steps_per_epoch:]],
+                       self.global_step)
 
     def _stop_requested(self) -> bool:
         """One collective per step: a signal seen by any process stops all of them after this same step."""

@@ -101,3 +101,13 @@ def run_validation(trainer: Any, args: Namespace, accelerator: Any, models: Any,
     if world > 1:
         totals = accelerator.reduce(totals, reduction="sum")
     return float(totals[0] / totals[1])
+
+
+def log_validation(accelerator: Any, kind: str, loss: float, recent_losses: list[float], step: int) -> None:
+    """kohya's keys: loss/validation/{step,epoch}_average and _divergence (validation minus the training moving
+    average over `recent_losses`, the value `loss/average` shows)."""
+    divergence = loss - sum(recent_losses) / len(recent_losses) if recent_losses else float("nan")
+    accelerator.print(f"\nvalidation loss at step {step} ({kind}): {loss:.4f}")
+    if accelerator.trackers:
+        accelerator.log({f"loss/validation/{kind}_average": loss, f"loss/validation/{kind}_divergence": divergence},
+                        step=step)
