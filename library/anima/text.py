@@ -4,7 +4,8 @@ ComfyUI is where users run the LoRA, so training sees what inference sees (spec 
 column; pitfalls 2-3):
 - Qwen3 gets the raw text: no chat template, no special tokens, no padding, no truncation; an empty caption is
   the single token `<|endoftext|>` (151643), whose hidden state is used unmasked. The output is
-  `last_hidden_state` (after the final RMSNorm).
+  `last_hidden_state` (after the final RMSNorm). A caption that holds `<|endoftext|>` itself (typed literally)
+  gets ComfyUI's key mask from that token on (`pad_token_mask`).
 - T5 ids get `</s>` appended, never truncated; each id carries its prompt weight (1 unless a sample prompt uses
   ComfyUI's weight syntax; `</s>` always 1).
 - Prompt syntax: each weighted piece is tokenized on its own, as ComfyUI does (`prompt_weights.py`). Dataset
@@ -62,6 +63,21 @@ def tokenize_caption(
     return TokenizedCaption(qwen_ids or [QWEN_PAD_ID], t5_ids + [T5_EOS_ID], t5_weights + [1.0])
 
 
+def pad_token_mask(ids: Sequence[int], dtype: torch.dtype) -> torch.Tensor | None:
+    """ComfyUI's additive Qwen3 mask (1, 1, L, L) for a caption whose ids hold `<|endoftext|>`, its pad token:
+    keys from the first one on get finfo.min / 4, keys in the future the same causal value (sd1_clip masks from
+    the first pad token; llama.py adds the two). Finite, so a caption that starts with it leaves every key of a
+    row equally masked and the row attends uniformly over its causal window. None where the mask changes nothing:
+    no pad token, or the empty caption's lone one (a single key)."""
+    if QWEN_PAD_ID not in ids or len(ids) == 1:
+        return None
+    low = torch.finfo(dtype).min / 4
+    keys = torch.zeros(len(ids), dtype=dtype)
+    keys[list(ids).index(QWEN_PAD_ID):] = low
+    causal = torch.full((len(ids), len(ids)), low, dtype=dtype).triu(1)
+    return (keys.unsqueeze(0) + causal)[None, None]
+
+
 class AnimaTextEncoder:
     """Qwen3 plus both tokenizers: captions in, `TextEncoding`s out (no gradients; Qwen3 is never trained)."""
 
@@ -91,26 +107,37 @@ class AnimaTextEncoder:
 
     @torch.no_grad()
     def encode(self, captions: Sequence[str], parse_weights: bool = False) -> list[TextEncoding]:
-        """One Qwen3 forward for the whole list, right-padded and with no attention mask.
+        """One Qwen3 forward for the list, right-padded and with no attention mask; a caption that needs
+        ComfyUI's pad-token mask runs alone with it.
 
         Qwen3 attends causally, so a real token never sees the padding after it: each caption's rows equal its
         own unpadded run (which is ComfyUI's run: no mask for a single prompt, so the empty prompt's lone
         `<|endoftext|>` is attended, not masked).
         """
         tokens = self.tokenize(captions, parse_weights)
-        if not tokens:
-            return []
-        device = self.qwen.embed_tokens.weight.device
-        longest = max(len(t.qwen_ids) for t in tokens)
-        ids = torch.full((len(tokens), longest), QWEN_PAD_ID, dtype=torch.long)
-        for row, t in enumerate(tokens):
-            ids[row, : len(t.qwen_ids)] = torch.tensor(t.qwen_ids)
-        hidden = self.qwen(input_ids=ids.to(device), use_cache=False).last_hidden_state.float().cpu()
+        masks = [pad_token_mask(t.qwen_ids, self.qwen.dtype) for t in tokens]
+        plain = [row for row, mask in enumerate(masks) if mask is None]
+        hidden = dict(zip(plain, self._hidden([tokens[row].qwen_ids for row in plain]), strict=True))
+        for row, mask in enumerate(masks):
+            if mask is not None:
+                (hidden[row],) = self._hidden([tokens[row].qwen_ids], mask)
         return [
             TextEncoding(
-                qwen_hidden=hidden[row, : len(t.qwen_ids)].clone(),
+                qwen_hidden=hidden[row],
                 t5_ids=torch.tensor(t.t5_ids, dtype=torch.long),
                 t5_weights=torch.tensor(t.t5_weights, dtype=torch.float32),
             )
             for row, t in enumerate(tokens)
         ]
+
+    def _hidden(self, id_lists: list[list[int]], mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Qwen3's last hidden states (fp32, CPU) for right-padded id lists, each cut to its own length."""
+        if not id_lists:
+            return []
+        device = self.qwen.embed_tokens.weight.device
+        ids = torch.full((len(id_lists), max(map(len, id_lists))), QWEN_PAD_ID, dtype=torch.long)
+        for row, caption_ids in enumerate(id_lists):
+            ids[row, : len(caption_ids)] = torch.tensor(caption_ids)
+        mask = mask.to(device) if mask is not None else None
+        hidden = self.qwen(input_ids=ids.to(device), attention_mask=mask, use_cache=False).last_hidden_state
+        return [hidden[row, : len(caption_ids)].float().cpu().clone() for row, caption_ids in enumerate(id_lists)]
