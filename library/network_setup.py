@@ -8,15 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from library.errors import ConfigError
+from library.safetensors_header import read_safetensors_header
 
 
 def check_network_file_options(args: Namespace) -> None:
-    """Start-up checks: every file exists and the options fit together."""
-    for option, files in (("--network_weights", [args.network_weights] if args.network_weights else []),
-                          ("--base_weights", args.base_weights or [])):
-        for file in files:
-            if not Path(file).is_file():
-                raise ConfigError(f"{option} {file}: no such file.")
+    """Start-up checks: the options fit together, and every file is a readable adapter file."""
     if args.dim_from_weights and not args.network_weights:
         raise ConfigError("--dim_from_weights takes the network's ranks from --network_weights, which is not set. "
                           "Give --network_weights FILE, or drop --dim_from_weights.")
@@ -24,6 +20,28 @@ def check_network_file_options(args: Namespace) -> None:
     if multipliers and len(multipliers) != len(args.base_weights or []):
         raise ConfigError(f"--base_weights_multiplier has {len(multipliers)} values for "
                           f"{len(args.base_weights or [])} --base_weights files: give one per file (or none for 1.0).")
+    for option, files in (("--network_weights", [args.network_weights] if args.network_weights else []),
+                          ("--base_weights", args.base_weights or [])):
+        for file in files:
+            check_adapter_file(option, file)
+
+
+def check_adapter_file(option: str, file: str) -> None:
+    """A LoRA / LoKr file (or a state folder's model.safetensors) whose header reads and fits its size: a pickle or
+    a cut-off download fails now, not after the DiT has loaded."""
+    path = Path(file)
+    if path.is_dir():
+        inside = path / "model.safetensors"
+        hint = f" For a state folder pass {inside} (or --resume {file})." if inside.is_file() else ""
+        raise ConfigError(f"{option} {file}: this is a folder; pass the .safetensors file of a LoRA / LoKr.{hint}")
+    if not path.is_file():
+        raise ConfigError(f"{option} {file}: no such file.")
+    try:
+        read_safetensors_header(path)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{option} {file}: cannot read it as a .safetensors adapter file: {error}. Pass a LoRA / "
+                          f"LoKr .safetensors file (pickled .pt / .ckpt files are not read); download a cut-off file "
+                          f"again.") from None
 
 
 def merge_base_weights(args: Namespace, models: Any, print_fn: Any) -> None:
