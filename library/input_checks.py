@@ -1,19 +1,31 @@
 """Start-up checks of values and files that would otherwise pass and fail later, after the models have loaded.
 
-Each check names the option and the fix: counts that must be positive (a zero rank, accumulation or step count
-crashes mid-run or, worse, writes an untrained LoRA).
+Each check names the option or file and the fix: counts that must be positive (a zero rank, accumulation or step
+count crashes mid-run or, worse, writes an untrained LoRA), and the files of a `--resume` folder, read only as far
+as needed to know they are whole (a cut-off optimizer.bin would otherwise fail inside torch after the DiT loaded).
 """
 
 from __future__ import annotations
 
+import zipfile
 from argparse import Namespace
+from pathlib import Path
 
 from library.errors import ConfigError
+from library.safetensors_header import read_safetensors_header
+
+# accelerate's save_state files (accelerate/utils/constants.py); all but model.safetensors are torch.save zips
+STATE_MODEL = "model.safetensors"
+STATE_ARCHIVES = ("optimizer.bin", "scheduler.bin")
+STATE_RNG_GLOB = "random_states_*.pkl"
+STATE_INFO = "train_state.json"  # library.state.TRAIN_STATE_FILE; read and checked there
 
 
 def check_inputs(args: Namespace) -> None:
     """Every check of this module, in the order the options are read."""
     check_counts(args)
+    if args.resume:
+        check_state_files(Path(args.resume))
 
 
 def check_counts(args: Namespace) -> None:
@@ -29,3 +41,38 @@ def check_counts(args: Namespace) -> None:
     if args.network_alpha is not None and args.network_alpha < 0:
         raise ConfigError(f"--network_alpha {args.network_alpha}: must not be negative (it would flip the sign of "
                           f"the update). Use a value up to --network_dim (e.g. 1 or the rank), or 0 for alpha = rank.")
+
+
+def check_state_files(folder: Path) -> None:
+    """The weights, optimizer and scheduler of a state folder are whole: headers and zip directories with their
+    checksums, nothing unpickled. A folder that is no state at all is left to `state.read_train_state`, which says
+    so."""
+    if not (folder / STATE_INFO).is_file():
+        return
+    model = folder / STATE_MODEL
+    if not model.is_file():
+        raise ConfigError(f"--resume {folder}: {STATE_MODEL} is missing, so the network weights cannot be restored. "
+                          f"Use another (the newest complete) state folder.")
+    try:
+        read_safetensors_header(model)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"--resume {folder}: {model} is damaged ({error}). Use another state folder.") from None
+    for name in STATE_ARCHIVES:
+        if not (folder / name).is_file():
+            raise ConfigError(f"--resume {folder}: {name} is missing, so this state cannot be continued exactly. "
+                              f"Use another state folder, or warm-start with --network_weights {model} (fresh "
+                              f"optimizer and schedule).")
+    for path in [folder / name for name in STATE_ARCHIVES] + sorted(folder.glob(STATE_RNG_GLOB)):
+        if problem := _archive_problem(path):
+            raise ConfigError(f"--resume {folder}: {path.name} is damaged ({problem}). Use another state folder, or "
+                              f"warm-start with --network_weights {model} (fresh optimizer and schedule).")
+
+
+def _archive_problem(path: Path) -> str | None:
+    """Why a torch.save file is not a whole zip (truncated: no central directory; corrupt: a CRC mismatch)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
+        return f"not a readable torch.save archive: {error}"
+    return f"checksum mismatch in {bad}" if bad else None

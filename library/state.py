@@ -85,14 +85,18 @@ def read_train_state(folder: str | os.PathLike) -> TrainState:
     if not info.is_file():
         raise ConfigError(f"--resume {folder}: {TRAIN_STATE_FILE} is missing, so this is not a complete state "
                           f"folder. Use the newest folder that has it.")
-    data = json.loads(info.read_text(encoding="utf-8"))
-    return TrainState(
-        current_epoch=int(data["current_epoch"]),
-        current_step=int(data["current_step"]),
-        batches_done_in_epoch=int(data.get("batches_done_in_epoch", 0)),
-        identity=dict(data.get("identity", {})),
-        base_model=dict(data.get("base_model", {})),
-    )
+    try:
+        data = json.loads(info.read_text(encoding="utf-8"))
+        return TrainState(
+            current_epoch=int(data["current_epoch"]),
+            current_step=int(data["current_step"]),
+            batches_done_in_epoch=int(data.get("batches_done_in_epoch", 0)),
+            identity=dict(data.get("identity", {})),
+            base_model=dict(data.get("base_model", {})),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
+        raise ConfigError(f"--resume {folder}: {info} is damaged ({type(error).__name__}: {error}), so where the run "
+                          f"stopped is unknown. Use another (the newest complete) state folder.") from None
 
 
 def check_identity(folder: str, saved: dict[str, Any], current: dict[str, Any]) -> None:

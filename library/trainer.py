@@ -37,7 +37,7 @@ from library.metadata import base_metadata, parse_network_args
 from library.network_setup import check_network_file_options, create_trained_network, merge_base_weights
 from library.option_support import check_option_support
 from library.registries import validate_registries
-from library.registries.optimizers import build_optimizer, check_optimizer_builds
+from library.registries.optimizers import build_optimizer, check_optimizer_builds, optimizer_identity
 from library.registries.schedulers import build_lr_scheduler
 from library.saving import probe_output_dir
 
@@ -126,7 +126,7 @@ class NetworkTrainer:
     def state_identity(self, args: Namespace) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the state."""
         return {key: getattr(args, key, None) for key in ("network_module", "network_dim", "network_alpha")} | {
-            "network_args": self.network_args(args)}
+            "network_args": self.network_args(args)} | optimizer_identity(args)
 
     # ---- set-up ------------------------------------------------------------------------------------
     def validate(self, args: Namespace) -> state_lib.TrainState | None:
