@@ -14,7 +14,7 @@ Breaks these tests catch (each was made once and failed them):
 - library/dataset/images.py `read_image_size` without its DecompressionBombError branch: a traceback;
 - library/trainer.py without the `check_memory_fits` line: resolution 100000 reaches the model load;
 - library/memory_estimate.py counting 1000 bytes a pixel in RAM or on the device: 2048 x 2048 at batch 8 on a 24 GiB
-  machine is refused.
+  machine is refused; checking the GPU against `None` instead of its free memory: a bucket too big for the GPU passes.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from safetensors.torch import save_file
 from anima_train_network import AnimaNetworkTrainer
 from library import memory_estimate
 from library.args import parse_args
+from library.errors import ConfigError
 
 GIB = 1024**3
 
@@ -171,4 +172,16 @@ def test_ordinary_resolutions_fit_a_24_gib_machine(monkeypatch: pytest.MonkeyPat
     group = SimpleNamespace(datasets=[dataset], validation=None)
     for cache in (False, True):
         memory_estimate.check_memory_fits(SimpleNamespace(cache_latents=cache, vae_batch_size=8), group,
+                                          torch.device("cuda"))
+
+
+def test_on_cuda_the_gpu_memory_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With plenty of RAM, a 16384 x 16384 bucket (3 GiB as float32) still cannot go to a GPU with 1 GiB free."""
+    monkeypatch.setattr(memory_estimate, "available_ram", lambda: 1024 * GIB)
+    monkeypatch.setattr(memory_estimate, "available_device_memory", lambda device: GIB)
+    dataset = SimpleNamespace(bucket_counts=lambda: {(16384, 16384): 1}, where="dataset.toml: datasets[0]",
+                              params=SimpleNamespace(batch_size=1, resolution=(16384, 16384)))
+    group = SimpleNamespace(datasets=[dataset], validation=None)
+    with pytest.raises(ConfigError, match=r"datasets\[0\]: .* needs at least 3.0 GiB of cuda memory .* 1.0 GiB is"):
+        memory_estimate.check_memory_fits(SimpleNamespace(cache_latents=False, vae_batch_size=None), group,
                                           torch.device("cuda"))
