@@ -7,12 +7,11 @@ as needed to know they are whole (a cut-off optimizer.bin would otherwise fail i
 
 from __future__ import annotations
 
-import zipfile
 from argparse import Namespace
 from pathlib import Path
 
 from library.errors import ConfigError
-from library.safetensors_header import read_safetensors_header
+from library.weight_files import safetensors_problem, torch_archive_problem
 
 # accelerate's save_state files (accelerate/utils/constants.py); all but model.safetensors are torch.save zips
 STATE_MODEL = "model.safetensors"
@@ -53,26 +52,15 @@ def check_state_files(folder: Path) -> None:
     if not model.is_file():
         raise ConfigError(f"--resume {folder}: {STATE_MODEL} is missing, so the network weights cannot be restored. "
                           f"Use another (the newest complete) state folder.")
-    try:
-        read_safetensors_header(model)
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"--resume {folder}: {model} is damaged ({error}). Use another state folder.") from None
+    if problem := safetensors_problem(model):
+        raise ConfigError(f"--resume {folder}: {model} is damaged ({problem}). Use another state folder.")
     for name in STATE_ARCHIVES:
         if not (folder / name).is_file():
             raise ConfigError(f"--resume {folder}: {name} is missing, so this state cannot be continued exactly. "
                               f"Use another state folder, or warm-start with --network_weights {model} (fresh "
                               f"optimizer and schedule).")
     for path in [folder / name for name in STATE_ARCHIVES] + sorted(folder.glob(STATE_RNG_GLOB)):
-        if problem := _archive_problem(path):
+        if problem := torch_archive_problem(path):
             raise ConfigError(f"--resume {folder}: {path.name} is damaged ({problem}). Use another state folder, or "
                               f"warm-start with --network_weights {model} (fresh optimizer and schedule).")
 
-
-def _archive_problem(path: Path) -> str | None:
-    """Why a torch.save file is not a whole zip (truncated: no central directory; corrupt: a CRC mismatch)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
-        return f"not a readable torch.save archive: {error}"
-    return f"checksum mismatch in {bad}" if bad else None

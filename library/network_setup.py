@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from library.errors import ConfigError
-from library.safetensors_header import read_safetensors_header
+from library.weight_files import safetensors_problem, torch_file_problem
 
 
 def check_network_file_options(args: Namespace) -> None:
@@ -27,8 +27,9 @@ def check_network_file_options(args: Namespace) -> None:
 
 
 def check_adapter_file(option: str, file: str) -> None:
-    """A LoRA / LoKr file (or a state folder's model.safetensors) whose header reads and fits its size: a pickle or
-    a cut-off download fails now, not after the DiT has loaded."""
+    """An adapter file that reads whole, by the rule the networks load it (`networks._base.read_weights`): a name
+    ending .safetensors by its header, any other (`--save_model_as pt`) as a torch.save archive. A cut-off
+    download or a file of the wrong kind fails now, not after the DiT has loaded."""
     path = Path(file)
     if path.is_dir():
         inside = path / "model.safetensors"
@@ -36,12 +37,10 @@ def check_adapter_file(option: str, file: str) -> None:
         raise ConfigError(f"{option} {file}: this is a folder; pass the .safetensors file of a LoRA / LoKr.{hint}")
     if not path.is_file():
         raise ConfigError(f"{option} {file}: no such file.")
-    try:
-        read_safetensors_header(path)
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{option} {file}: cannot read it as a .safetensors adapter file: {error}. Pass a LoRA / "
-                          f"LoKr .safetensors file (pickled .pt / .ckpt files are not read); download a cut-off file "
-                          f"again.") from None
+    reader = safetensors_problem if str(file).endswith(".safetensors") else torch_file_problem
+    if problem := reader(path):
+        raise ConfigError(f"{option} {file}: cannot read it as a LoRA / LoKr file: {problem}. Pass a .safetensors "
+                          f"(or a torch.save .pt) adapter file named by its format; download a cut-off file again.")
 
 
 def merge_base_weights(args: Namespace, models: Any, print_fn: Any) -> None:

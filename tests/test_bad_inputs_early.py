@@ -7,10 +7,12 @@ Breaks these tests catch (each was made once and failed them):
   pass (and a `--max_train_steps 0` run goes on to load the models); `network_alpha < -1e9`: a negative alpha passes;
 - `check_counts` without the `if not args.max_train_epochs` guard: `--max_train_steps 0 --max_train_epochs 1` is
   refused although the epochs decide the length;
-- library/network_setup.py `check_adapter_file` without its `read_safetensors_header` call: damaged --network_weights
-  files reach the model load; without its `is_dir` branch: a state folder is "no such file", with no hint;
-- library/safetensors_header.py without the data-offsets size check: a truncated adapter file passes; without the
-  pickle signature check: a torch.save file gets a misleading "truncated" reason;
+- library/network_setup.py `check_adapter_file` without its `reader(path)` check: damaged --network_weights files
+  reach the model load; reading every name as safetensors: a whole .pt is refused; without its `is_dir` branch: a state folder is "no such file", with no hint;
+- library/weight_files.py without the data-offsets size check: a truncated adapter file passes; without the pickle
+  signature check: a torch.save file named .safetensors gets a misleading reason; `torch_archive_problem` without
+  `testzip()`: a .pt with a flipped byte passes; `torch_file_problem` without its legacy branch: a pre-1.6 .pt is
+  refused;
 - library/dataset/images.py `read_image_size` without its DecompressionBombError branch: a traceback;
 - library/trainer.py without the `check_memory_fits` line: resolution 100000 reaches the model load;
 - library/memory_estimate.py counting 1000 bytes a pixel in RAM or on the device: 2048 x 2048 at batch 8 on a 24 GiB
@@ -28,7 +30,7 @@ from types import SimpleNamespace
 import pytest
 import toml
 import torch
-from _tiny_run import one_image_dataset, tiny_model, train
+from _tiny_run import flip_middle, one_image_dataset, tiny_model, train
 from safetensors.torch import save_file
 
 from anima_train_network import AnimaNetworkTrainer
@@ -93,31 +95,42 @@ def safetensors_bytes(tmp_path: Path) -> bytes:
     return (tmp_path / "good.safetensors").read_bytes()
 
 
-def torch_saved(zipped: bool) -> bytes:
+def torch_saved(zipped: bool = True) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"lora_unet_x.lora_down.weight": torch.zeros(4, 16)}, buffer, _use_new_zipfile_serialization=zipped)
+    torch.save({"lora_unet_x.lora_down.weight": torch.zeros(64, 16)}, buffer, _use_new_zipfile_serialization=zipped)
     return buffer.getvalue()
 
 
-DAMAGES = {
-    "pickle": (lambda good: torch_saved(True), "a PyTorch pickle"),
-    "old_pickle": (lambda good: torch_saved(False), "a PyTorch pickle"),
-    "truncated": (lambda good: good[:-10], "it is truncated"),
-    "header_cut": (lambda good: good[:20], "it is truncated"),
-    "huge_header": (lambda good: struct.pack("<Q", 2**40) + good[8:], "1099511627776-byte header"),
-    "corrupt_header": (lambda good: good[:8] + b"#" * (len(good) - 8), "not safetensors JSON"),
-    "empty": (lambda good: b"", "only 0 bytes"),
+DAMAGES = {  # name: (file suffix, bytes from a good safetensors file, expected reason)
+    "pickle": (".safetensors", lambda good: torch_saved(), "a PyTorch pickle"),
+    "old_pickle": (".safetensors", lambda good: torch_saved(zipped=False), "a PyTorch pickle"),
+    "truncated": (".safetensors", lambda good: good[:-10], "it is truncated"),
+    "header_cut": (".safetensors", lambda good: good[:20], "it is truncated"),
+    "huge_header": (".safetensors", lambda good: struct.pack("<Q", 2**40) + good[8:], "1099511627776-byte header"),
+    "corrupt_header": (".safetensors", lambda good: good[:8] + b"#" * (len(good) - 8), "not safetensors JSON"),
+    "empty": (".safetensors", lambda good: b"", "only 0 bytes"),
+    "pt_truncated": (".pt", lambda good: torch_saved()[:-100], "not a readable torch.save archive"),
+    "pt_flipped": (".pt", lambda good: flip_middle(torch_saved()), "checksum mismatch"),
+    "pt_is_safetensors": (".pt", lambda good: good, "not a readable torch.save archive"),
 }
 
 
 @pytest.mark.parametrize("damage", sorted(DAMAGES))
 def test_an_unreadable_network_weights_file_is_refused(tiny: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str], damage: str) -> None:
-    make, reason = DAMAGES[damage]
-    bad = tmp_path / f"{damage}.safetensors"
+    suffix, make, reason = DAMAGES[damage]
+    bad = tmp_path / f"{damage}{suffix}"
     bad.write_bytes(make(safetensors_bytes(tmp_path)))
     said = refused(tiny, tmp_path / "out", capsys, "--network_weights", str(bad))
-    assert f"--network_weights {bad}" in said and reason in said and "Pass a LoRA / LoKr .safetensors" in said
+    assert f"--network_weights {bad}: cannot read it as a LoRA / LoKr file" in said and reason in said
+    assert "Pass a .safetensors (or a torch.save .pt) adapter file" in said
+
+
+def test_whole_pt_files_pass_as_the_loader_reads_them(tiny: Path, tmp_path: Path) -> None:
+    """--save_model_as pt writes torch.save files, which --network_weights reads; a pre-1.6 pickle loads too."""
+    for zipped in (True, False):
+        (tmp_path / f"lora{zipped}.pt").write_bytes(torch_saved(zipped))
+        validate(tiny, tmp_path / "out", "--network_weights", str(tmp_path / f"lora{zipped}.pt"))
 
 
 def test_a_missing_file_or_a_folder_as_network_weights_is_refused(tiny: Path, tmp_path: Path,

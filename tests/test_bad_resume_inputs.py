@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _tiny_run import tiny_model, train
+from _tiny_run import flip_middle, tiny_model, train
 
 from anima_train_network import AnimaNetworkTrainer
 from library.args import parse_args
@@ -55,12 +55,6 @@ def damaged_copy(setup: dict[str, Path], tmp_path: Path, name: str, damage: Call
     else:
         (state / name).write_bytes(data)
     return state
-
-
-def flip_middle(data: bytes) -> bytes:
-    """One byte in the middle changed: inside a tensor's stored bytes, so only the zip's CRC can tell."""
-    middle = len(data) // 2
-    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
 
 
 DAMAGES = {

@@ -1,14 +1,17 @@
-"""A safetensors file's header, checked against the file's size, reading no tensor data.
+"""Whole-file checks of weight files that read no tensor data: a safetensors header against the file's size, and a
+torch.save zip archive's directory and checksums.
 
-The format: 8 bytes little-endian header length N, N bytes of JSON {key: {dtype, shape, data_offsets}}, then the
-data. A cut-off download or a file of another kind (a pickle `.pt`) fails here with the reason, at start-up, instead
-of inside the loader after the models are in memory.
+safetensors: 8 bytes little-endian header length N, N bytes of JSON {key: {dtype, shape, data_offsets}}, then the
+data. torch.save (since torch 1.6) writes an uncompressed zip whose entries carry CRCs. A cut-off download or a
+file of another kind fails here with the reason, at start-up, instead of inside the loader after the models are in
+memory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +46,31 @@ def read_safetensors_header(path: str | os.PathLike) -> dict[str, Any]:
     if 8 + length + end > size:
         raise ValueError(f"its tensors need {8 + length + end} bytes but the file has only {size}: it is truncated")
     return header
+
+
+def torch_archive_problem(path: str | os.PathLike) -> str | None:
+    """Why a torch.save file is not a whole zip (truncated: no central directory; corrupt: a CRC mismatch), or None.
+    Nothing is unpickled."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as error:
+        return f"not a readable torch.save archive: {error}"
+    return f"checksum mismatch in {bad}" if bad else None
+
+
+def safetensors_problem(path: str | os.PathLike) -> str | None:
+    """Why `read_safetensors_header` refuses the file, or None."""
+    try:
+        read_safetensors_header(path)
+    except (OSError, ValueError) as error:
+        return str(error)
+    return None
+
+
+def torch_file_problem(path: str | os.PathLike) -> str | None:
+    """`torch_archive_problem`, except that a pre-1.6 (non-zip) torch.save pickle passes: torch.load still reads
+    it, and nothing checks it short of unpickling."""
+    with open(path, "rb") as handle:
+        legacy = handle.read(1) == b"\x80"
+    return None if legacy else torch_archive_problem(path)
