@@ -1,5 +1,5 @@
-"""Whole-file checks of weight files that read no tensor data: a safetensors header against the file's size, and a
-torch.save zip archive's directory and checksums.
+"""Whole-file checks of weight files that load no tensor: a safetensors header against the file's size (reads the
+header only), and a torch.save zip archive's directory and checksums (reads each entry once, unpickles nothing).
 
 safetensors: 8 bytes little-endian header length N, N bytes of JSON {key: {dtype, shape, data_offsets}}, then the
 data. torch.save (since torch 1.6) writes an uncompressed zip whose entries carry CRCs. A cut-off download or a
