@@ -8,15 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from library.errors import ConfigError
+from library.weight_files import safetensors_problem, torch_file_problem
 
 
 def check_network_file_options(args: Namespace) -> None:
-    """Start-up checks: every file exists and the options fit together."""
-    for option, files in (("--network_weights", [args.network_weights] if args.network_weights else []),
-                          ("--base_weights", args.base_weights or [])):
-        for file in files:
-            if not Path(file).is_file():
-                raise ConfigError(f"{option} {file}: no such file.")
+    """Start-up checks: the options fit together, and every file is a readable adapter file."""
     if args.dim_from_weights and not args.network_weights:
         raise ConfigError("--dim_from_weights takes the network's ranks from --network_weights, which is not set. "
                           "Give --network_weights FILE, or drop --dim_from_weights.")
@@ -24,6 +20,27 @@ def check_network_file_options(args: Namespace) -> None:
     if multipliers and len(multipliers) != len(args.base_weights or []):
         raise ConfigError(f"--base_weights_multiplier has {len(multipliers)} values for "
                           f"{len(args.base_weights or [])} --base_weights files: give one per file (or none for 1.0).")
+    for option, files in (("--network_weights", [args.network_weights] if args.network_weights else []),
+                          ("--base_weights", args.base_weights or [])):
+        for file in files:
+            check_adapter_file(option, file)
+
+
+def check_adapter_file(option: str, file: str) -> None:
+    """An adapter file that reads whole, by the rule the networks load it (`networks._base.read_weights`): a name
+    ending .safetensors by its header, any other (`--save_model_as pt`) as a torch.save archive. A cut-off
+    download or a file of the wrong kind fails now, not after the DiT has loaded."""
+    path = Path(file)
+    if path.is_dir():
+        inside = path / "model.safetensors"
+        hint = f" For a state folder pass {inside} (or --resume {file})." if inside.is_file() else ""
+        raise ConfigError(f"{option} {file}: this is a folder; pass the .safetensors file of a LoRA / LoKr.{hint}")
+    if not path.is_file():
+        raise ConfigError(f"{option} {file}: no such file.")
+    reader = safetensors_problem if str(file).endswith(".safetensors") else torch_file_problem
+    if problem := reader(path):
+        raise ConfigError(f"{option} {file}: cannot read it as a LoRA / LoKr file: {problem}. Pass a .safetensors "
+                          f"(or a torch.save .pt) adapter file named by its format; download a cut-off file again.")
 
 
 def merge_base_weights(args: Namespace, models: Any, print_fn: Any) -> None:

@@ -93,16 +93,20 @@ def read_train_state(folder: str | os.PathLike) -> TrainState:
     if not info.is_file():
         raise ConfigError(f"--resume {folder}: {TRAIN_STATE_FILE} is missing, so this is not a complete state "
                           f"folder. Use the newest folder that has it.")
-    data = json.loads(info.read_text(encoding="utf-8"))
-    return TrainState(
-        current_epoch=int(data["current_epoch"]),
-        current_step=int(data["current_step"]),
-        batches_done_in_epoch=int(data.get("batches_done_in_epoch", 0)),
-        identity=dict(data.get("identity", {})),
-        base_model=dict(data.get("base_model", {})),
-        num_processes=int(data.get("num_processes", 0)),
-        launcher=[str(item) for item in data.get("launcher", [])],
-    )
+    try:
+        data = json.loads(info.read_text(encoding="utf-8"))
+        return TrainState(
+            current_epoch=int(data["current_epoch"]),
+            current_step=int(data["current_step"]),
+            batches_done_in_epoch=int(data.get("batches_done_in_epoch", 0)),
+            identity=dict(data.get("identity", {})),
+            base_model=dict(data.get("base_model", {})),
+            num_processes=int(data.get("num_processes", 0)),
+            launcher=[str(item) for item in data.get("launcher", [])],
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
+        raise ConfigError(f"--resume {folder}: {info} is damaged ({type(error).__name__}: {error}), so where the run "
+                          f"stopped is unknown. Use another (the newest complete) state folder.") from None
 
 
 def check_process_count(folder: str, state: TrainState, current: int) -> None:

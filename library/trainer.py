@@ -31,11 +31,13 @@ from library.dataset import build_dataset_group
 from library.dataset.caching import check_latent_cache_names
 from library.dataset.preview import print_dataset_preview
 from library.errors import ConfigError
+from library.input_checks import check_inputs
+from library.memory_estimate import check_memory_fits
 from library.metadata import base_metadata, parse_network_args
 from library.network_setup import check_network_file_options, create_trained_network, merge_base_weights
 from library.option_support import check_option_support
 from library.registries import validate_registries
-from library.registries.optimizers import build_optimizer, check_optimizer_builds
+from library.registries.optimizers import build_optimizer, check_optimizer_builds, optimizer_identity
 from library.registries.schedulers import build_lr_scheduler
 from library.saving import probe_output_dir
 
@@ -124,7 +126,7 @@ class NetworkTrainer:
     def state_identity(self, args: Namespace) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the state."""
         return {key: getattr(args, key, None) for key in ("network_module", "network_dim", "network_alpha")} | {
-            "network_args": self.network_args(args)}
+            "network_args": self.network_args(args)} | optimizer_identity(args)
 
     # ---- set-up ------------------------------------------------------------------------------------
     def validate(self, args: Namespace) -> state_lib.TrainState | None:
@@ -145,6 +147,7 @@ class NetworkTrainer:
         if hasattr(module, "check_network_args"):  # names checked now; a typo must not cost a model load
             module.check_network_args(self.network_args(args))
         check_network_file_options(args)
+        check_inputs(args)
         resume = None
         if args.resume:
             resume = state_lib.read_train_state(args.resume)
@@ -169,6 +172,7 @@ class NetworkTrainer:
             print_dataset_preview(dataset)
             return
         self._check_cache_options(args, dataset)
+        check_memory_fits(args, dataset, accelerator.device)
         steps_per_epoch, num_epochs = self._schedule(args, len(dataset), accelerator.num_processes)
         if resume is not None and resume.current_step >= args.max_train_steps:
             accelerator.print(state_lib.nothing_left_message(args.resume, resume.current_step, args.max_train_steps))

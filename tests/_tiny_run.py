@@ -66,6 +66,12 @@ def train(tiny: Path, output_dir: Path, *extra: str, dataset: Path | None = None
     return output_dir
 
 
+def flip_middle(data: bytes) -> bytes:
+    """`data` with its middle byte inverted: inside a weight file's tensor bytes, where only a checksum can tell."""
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:]
+
+
 def read_losses(output_dir: Path, name: str = "anima_tiny_lora") -> list[tuple[int, float]]:
     rows = (output_dir / f"{name}-loss.csv").read_text(encoding="utf-8").splitlines()[1:]
     return [(int(step), float(loss)) for step, loss in (row.split(",") for row in rows)]

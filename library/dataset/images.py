@@ -8,6 +8,7 @@ premultiplies alpha when it resizes RGBA and would change the colour of transpar
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,12 @@ def read_image_size(path: Path) -> tuple[int, int]:
         with Image.open(path) as image:
             size = displayed_size(image)
             image.verify()  # PNG: walks every chunk and checks CRCs; cheap, no decoding
+    except Image.DecompressionBombError as error:  # raised by Image.open from the header, before any decoding
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        pixels = f"{int(declared.group(1)):,} pixels" if declared else str(error)
+        raise ConfigError(f"{path}: its header declares an image of {pixels}, above Pillow's limit of "
+                          f"{2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels (a decompression bomb or a damaged header). "
+                          f"Shrink it (a longest side of 8192 is plenty for training) or remove it from the folder.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ConfigError(f"{path}: cannot read this image ({error}). Re-save it or remove it from the folder.") from None
     if path.suffix.lower() in (".jpg", ".jpeg"):

@@ -44,6 +44,7 @@ __all__ = [
     "build_optimizer",
     "check_optimizer_builds",
     "optimizer_entry",
+    "optimizer_identity",
     "optimizer_name",
     "validate_optimizer",
 ]
@@ -75,6 +76,14 @@ def optimizer_entry(args: argparse.Namespace) -> tuple[str, OptimizerEntry]:
     if canonical is not None:
         return canonical, OPTIMIZERS.get(canonical)
     return name, custom_entry(name, OPTIMIZERS.names())
+
+
+def optimizer_identity(args: argparse.Namespace) -> dict[str, Any]:
+    """What a resumed state must share: its optimizer.bin only loads into the same optimizer (another one fails deep
+    in torch), and the saved hyperparameters would silently replace changed --optimizer_args. Values as repr, so
+    they compare equal after the JSON round trip of train_state.json (tuples come back as lists)."""
+    kwargs = parse_kv_args(getattr(args, "optimizer_args", None), "--optimizer_args")
+    return {"optimizer_type": optimizer_entry(args)[0], "optimizer_args": {k: repr(v) for k, v in kwargs.items()}}
 
 
 def _check_kwargs(name: str, cls: type, kwargs: dict[str, Any]) -> None:
