@@ -153,9 +153,14 @@ def newest_state(output_dir: Path, output_name: str) -> Path | None:
     """The complete state folder with the most steps; at equal steps the end-of-training state, which was written
     last (unfinished `.tmp-` saves are never candidates)."""
     final = final_state_name(output_name)
-    found = [(read_train_state(path).current_step, path.name == final, path.name, path)
-             for path in output_dir.glob(f"{output_name}*-state")
-             if TMP_MARK not in path.name and (path / TRAIN_STATE_FILE).is_file()]
+    found = []
+    for path in output_dir.glob(f"{output_name}*-state"):
+        if TMP_MARK in path.name or not (path / TRAIN_STATE_FILE).is_file():
+            continue
+        try:
+            found.append((read_train_state(path).current_step, path.name == final, path.name, path))
+        except ConfigError:
+            continue  # a damaged train_state.json is no place to resume from
     return max(found)[-1] if found else None
 
 
