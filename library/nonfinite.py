@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from library.errors import NonFiniteError
+from library.signals import end_run
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class NonFiniteGuard:
         if self.mode == "skip" and self.in_a_row <= MAX_SKIPPED_IN_A_ROW:
             logger.warning("%s; step skipped (no weight update), %d skipped so far. %s.", what, self.skipped, FIX)
             return True
-        self.acc.end_training()
+        end_run(self.acc)  # never destroy the process group before os._exit (library/signals.py)
         many = f" ({self.in_a_row} steps in a row)" if self.mode == "skip" else ""
         skip = "; or pass --nonfinite_loss skip to skip such steps" if self.mode == "stop" else ""
         raise NonFiniteError(

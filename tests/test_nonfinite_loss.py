@@ -156,7 +156,8 @@ def test_two_processes_stop_at_the_same_step(tiny: Path, tmp_path: Path) -> None
     """Two images, batch 1, two gloo processes: each step, one process trains on the image whose cached latents are
     NaN. Both stop at step 1, each with its message; the launcher exits 1 and names exit code 3 (it may end the other
     process before that one exits by itself). Catches: library/nonfinite.py without its `self.acc.gather(...)` of the
-    flags (the other process trains on into a collective that never completes, and says nothing)."""
+    flags (the other process trains on into a collective that never completes, and says nothing), and its stop
+    calling `accelerator.end_training()` (the probe sees the process group destroyed; it hung a CI run)."""
     dataset = images_dataset(tiny, tmp_path, 2, "two")
     images = tmp_path / "two"
     caches = ("--cache_latents_to_disk", "--dataset_config", str(dataset))
@@ -166,7 +167,9 @@ def test_two_processes_stop_at_the_same_step(tiny: Path, tmp_path: Path) -> None
     out = tmp_path / "out"
     command = launch_command(2, "--config_file", str(tiny / "train_args.toml"), "--output_dir", str(out),
                              "--max_train_steps", "3", "--save_every_n_steps", "1", *caches)
-    done = subprocess.run(command, cwd=REPO, env=launch_env(), capture_output=True, text=True, timeout=240)
+    probe = tmp_path / "probe"  # tests/launch_probe: a destroyed process group can hang a worker for ever
+    probe.mkdir()
+    done = subprocess.run(command, cwd=REPO, env=launch_env(probe), capture_output=True, text=True, timeout=240)
     log = done.stdout + done.stderr
     assert done.returncode != 0, log[-3000:]
     image = next(p for p in images.glob("*.png") if poisoned.name.startswith(p.stem + "_"))
@@ -174,3 +177,4 @@ def test_two_processes_stop_at_the_same_step(tiny: Path, tmp_path: Path) -> None
     assert "another process's loss is not finite at step 1 (epoch 1)" in log, log[-3000:]
     assert "exitcode  : 3" in log, log[-3000:]  # the root cause the launcher names (it then ends the other one)
     assert not list(out.glob("*.safetensors"))
+    assert not any(probe.iterdir()), "a worker destroyed its process group (library/signals.py end_run)"
