@@ -30,7 +30,7 @@ for folder in (ROOT, BENCH, ROOT / "tools"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from train_step import (  # noqa: E402
+from _step_common import (  # noqa: E402
     LEARNING_RATE,
     Option,
     StepResult,

@@ -14,6 +14,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import _step_common as common  # noqa: E402
 import train_step as bench  # noqa: E402
 
 from library.anima.llm_adapter import LLMAdapterConfig  # noqa: E402
@@ -31,7 +32,7 @@ def make_dit() -> AnimaDiT:
 
 @pytest.mark.parametrize("name", ["gc", "fp8_gc_swap1"])
 def test_bare_loop_returns_a_result_per_option(name: str) -> None:
-    result = bench.bare_loop(make_dit, bench.parse_option(name), steps=2, warmup=1, resolution=32, rank=4,
+    result = common.bare_loop(make_dit, common.parse_option(name), steps=2, warmup=1, resolution=32, rank=4,
                              device=torch.device("cpu"), dtype=torch.float32)
     assert result.option == name
     assert result.s_per_step > 0 and result.peak_bytes > 0 and result.peak_kind == "process max RSS"
@@ -39,14 +40,14 @@ def test_bare_loop_returns_a_result_per_option(name: str) -> None:
 
 
 def test_option_names_map_to_trainer_flags() -> None:
-    assert bench.parse_option("none").trainer_flags() == []
-    assert bench.parse_option("gc_offload").trainer_flags() == ["--gradient_checkpointing",
+    assert common.parse_option("none").trainer_flags() == []
+    assert common.parse_option("gc_offload").trainer_flags() == ["--gradient_checkpointing",
                                                                "--cpu_offload_checkpointing"]
-    assert bench.parse_option("fp8_gc_swap14_compile").trainer_flags() == [
+    assert common.parse_option("fp8_gc_swap14_compile").trainer_flags() == [
         "--gradient_checkpointing", "--fp8_base", "--blocks_to_swap", "14", "--torch_compile"]
     for bad in ("offload", "swap", "gc_fast"):
         with pytest.raises(SystemExit):
-            bench.parse_option(bad)
+            common.parse_option(bad)
 
 
 def test_flops_follow_the_spec_split_at_1024() -> None:
@@ -58,7 +59,7 @@ def test_flops_follow_the_spec_split_at_1024() -> None:
 
 
 def test_median_skips_warmup() -> None:
-    assert bench.median_step([0.0, 5.0, 6.0, 7.0, 9.0], warmup=1) == 1.0
+    assert common.median_step([0.0, 5.0, 6.0, 7.0, 9.0], warmup=1) == 1.0
 
 
 def test_trainer_argv_parses_with_the_option_flags(tmp_path: Path) -> None:
@@ -71,10 +72,10 @@ def test_trainer_argv_parses_with_the_option_flags(tmp_path: Path) -> None:
     paths = {key: str(tmp_path / key) for key in ("pretrained_model_name_or_path", "qwen3", "vae", "t5_tokenizer_path")}
     (tmp_path / "train_args.toml").write_text(toml.dumps(paths | {"gradient_checkpointing": True}))
     spec = {"work": str(tmp_path / "work"), "model_dir": str(tmp_path), "resolution": 64, "steps": 3, "rank": 8}
-    argv = _step_child.trainer_argv(spec, bench.parse_option("fp8_gc_swap2"), "no")
+    argv = _step_child.trainer_argv(spec, common.parse_option("fp8_gc_swap2"), "no")
     args = parse_args(AnimaNetworkTrainer().setup_parser(), argv)
     assert args.fp8_base and args.gradient_checkpointing and args.blocks_to_swap == 2 and not args.torch_compile
     assert args.max_train_steps == 3 and args.network_dim == 8 and args.cache_latents
     assert toml.load(args.dataset_config)["datasets"][0]["subsets"][0]["num_repeats"] == 3
-    plain = parse_args(AnimaNetworkTrainer().setup_parser(), _step_child.trainer_argv(spec, bench.parse_option("none"), "no"))
+    plain = parse_args(AnimaNetworkTrainer().setup_parser(), _step_child.trainer_argv(spec, common.parse_option("none"), "no"))
     assert not plain.gradient_checkpointing  # the model folder's train_args.toml is not used as a config file

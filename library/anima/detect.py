@@ -10,32 +10,14 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from library.anima import vae_keys
 from library.anima.detect_adapters import identify_adapter
+from library.anima.findings import Finding, TensorInfo
 from library.errors import ModelFileError
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    dtype: str
-    shape: tuple[int, ...]
-
-
-@dataclass
-class Finding:
-    """One path's identity: `summary` says what it is, `loads` whether our loaders accept it, `fix` how."""
-
-    path: str
-    kind: str  # dit | qwen3 | vae | t5_tokenizer | qwen_tokenizer | adapter | unknown | missing
-    summary: str
-    loads: bool
-    fix: str = ""
-    details: dict = field(default_factory=dict)
 
 
 def read_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:

@@ -9,10 +9,8 @@ files and algorithms we do not implement (adapter-files.md §2, §10).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # detect.py imports this module; its types are only needed for annotations
-    from library.anima.detect import Finding, TensorInfo
+from library.anima.findings import Finding, TensorInfo
 
 _SUFFIX = re.compile(
     r"\.(lora_(?:down|up|A|B)(?:\.default)?\.weight|lora_(?:A|B)|alpha|dora_scale|w_norm|b_norm|diff|diff_b"
@@ -43,8 +41,6 @@ def _format_and_path(module: str) -> tuple[str, str]:
 
 def identify_adapter(path: str, tensors: dict[str, TensorInfo], metadata: dict[str, str]) -> Finding | None:
     """A `Finding` for an adapter file, or None when no key has an adapter suffix."""
-    from library.anima.detect import Finding
-
     modules: dict[str, list[str]] = {}
     for key in tensors:
         m = _SUFFIX.search(key)

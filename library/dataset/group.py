@@ -132,7 +132,10 @@ class DatasetGroup(Dataset):
         return "\n".join(d.bucket_table() for d in self.datasets)
 
     def metadata(self) -> dict[str, str]:
-        return group_metadata(self)
+        return group_metadata(self.datasets, {
+            "ss_num_train_images": self.num_train_images, "ss_num_reg_images": self.num_reg_images,
+            "ss_num_validation_images": self.validation.num_train_images if self.validation else 0,
+            "ss_num_batches_per_epoch": len(self)})
 
     def latent_cache_blockers(self) -> list[str]:
         """Options that change the image every step, so its latents cannot be cached (a face crop draws its scale

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from library.dataset.dataset import BucketDataset
-    from library.dataset.group import DatasetGroup
 
 
 def _bucket_info(dataset: BucketDataset) -> dict[str, Any] | None:
@@ -40,10 +40,11 @@ def _subset_record(dataset: BucketDataset, index: int) -> dict[str, Any]:
     return record
 
 
-def group_metadata(group: DatasetGroup) -> dict[str, str]:
-    """ss_datasets, ss_tag_frequency, ss_dataset_dirs and the image / batch counts, as strings."""
+def group_metadata(group_datasets: Sequence[BucketDataset], counts: dict[str, int]) -> dict[str, str]:
+    """ss_datasets, ss_tag_frequency, ss_dataset_dirs, and `counts` ({"ss_num_train_images": n, ...}), as strings.
+    The group passes its datasets and counts, so this module needs nothing of group.py (which imports it)."""
     datasets, tag_frequency, dirs = [], {}, {}
-    for dataset in group.datasets:
+    for dataset in group_datasets:
         p = dataset.params
         subsets = [_subset_record(dataset, j) for j in dataset.active_subsets]
         datasets.append({
@@ -71,8 +72,5 @@ def group_metadata(group: DatasetGroup) -> dict[str, str]:
         "ss_datasets": json.dumps(datasets),
         "ss_tag_frequency": json.dumps(tag_frequency),
         "ss_dataset_dirs": json.dumps(dirs),
-        "ss_num_train_images": str(group.num_train_images),
-        "ss_num_reg_images": str(group.num_reg_images),
-        "ss_num_validation_images": str(group.validation.num_train_images if group.validation else 0),
-        "ss_num_batches_per_epoch": str(len(group)),
+        **{key: str(value) for key, value in counts.items()},
     }
