@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import _bootstrap  # noqa: F401  (the repository root on sys.path, before any project import)
+
 from library.anima.detect import cross_check, identify
 
 

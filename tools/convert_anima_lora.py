@@ -18,6 +18,7 @@ import os
 import sys
 from collections import Counter
 
+import _bootstrap  # noqa: F401  (the repository root on sys.path, before any project import)
 import torch
 import torch.nn as nn
 from _lora_cli import PRECISIONS, exit_code, network_module, our_form, precision, save_adapter

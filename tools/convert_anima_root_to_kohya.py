@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import _bootstrap  # noqa: F401  (the repository root on sys.path, before any project import)
 import toml
 from _root_dataset import map_dataset
 from _root_lora import map_lora

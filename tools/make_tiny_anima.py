@@ -16,6 +16,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import _bootstrap  # noqa: F401  (the repository root on sys.path, before any project import)
 import toml
 import torch
 from _random_weights import dit_shapes, init_tensor, qwen3_shapes, random_state, vae_shapes, write_streaming

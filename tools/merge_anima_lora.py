@@ -18,6 +18,7 @@ import json
 import os
 import sys
 
+import _bootstrap  # noqa: F401  (the repository root on sys.path, before any project import)
 import torch
 from _lora_cli import PRECISIONS, exit_code, precision
 from _lora_math import comfy_delta

@@ -22,6 +22,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+import _bootstrap  # noqa: F401  (the repository root on sys.path, before any project import)
 import torch
 from _lora_cli import PRECISIONS, exit_code, our_form, precision, save_adapter
 from _lora_read import ModulePatch, dit_skeleton, read_adapter, read_adapter_file
