@@ -50,15 +50,27 @@ save_every = 1
 """
 
 
-def test_a_converted_root_config_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+BUCKET_LINES = ("min_reso = 32\n", "max_reso = 128\n", "reso_step = 16\n")
+
+
+@pytest.mark.parametrize("buckets", ["given", "defaulted"])
+def test_a_converted_root_config_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str], buckets: str) -> None:
+    """"defaulted": the old file sets no bucket sizes, so the old trainer's defaults apply, but never a
+    min_bucket_reso above the resolution (caught: the default 512 above resolution 64, which cannot train)."""
     from anima_train_network import main
 
     tiny = tiny_model(tmp_path / "tiny")
     old = tmp_path / "old.toml"
-    old.write_text(OLD.format(tiny=tiny.as_posix()), encoding="utf-8")
+    text = OLD.format(tiny=tiny.as_posix())
+    if buckets == "defaulted":
+        for line in BUCKET_LINES:
+            text = text.replace(line, "")
+    old.write_text(text, encoding="utf-8")
     assert converter.main(["--input", str(old), "--output_dir", str(tmp_path / "kohya")]) == 0
     train_args = toml.load(tmp_path / "kohya" / "train_args.toml")
     assert train_args["save_every_n_epochs"] == 1 and train_args["network_dim"] == 4
+    dataset = toml.load(tmp_path / "kohya" / "dataset.toml")["datasets"][0]
+    assert dataset["min_bucket_reso"] <= dataset["resolution"] <= dataset["max_bucket_reso"]
 
     reset_accelerate()
     try:

@@ -97,7 +97,13 @@ def map_dataset(section: Section) -> None:
     else:
         conv.dataset["resolution"] = section.value("resolution", int, "resolution", 1024)
     conv.dataset["enable_bucket"] = True  # the old trainer always bucketed
+    resolution = conv.dataset["resolution"]
+    side = min(resolution) if isinstance(resolution, list) else resolution
     for key, target, r_default in BUCKET_KEYS:
+        if target == "min_bucket_reso":  # a default must never exclude the resolution itself
+            r_default = min(r_default, side)
+        elif target == "max_bucket_reso":
+            r_default = max(r_default, side)
         conv.dataset[target] = section.value(key, int, target, r_default)
     if section.has("max_ar"):
         conv.skip(section.key("max_ar"), "buckets have no aspect-ratio limit here; they span min_bucket_reso.."
