@@ -94,3 +94,16 @@ def test_network_args_names_are_known_to_the_network(parser: argparse.ArgumentPa
 
     args = parse_args(parser, ["--config_file", str(path)])
     importlib.import_module(args.network_module).check_network_args(parse_network_args(args.network_args))
+
+
+@pytest.mark.parametrize("path", [p for p in TRAIN_ARGS if p.parent.name != "smoke"],
+                         ids=_ids([p for p in TRAIN_ARGS if p.parent.name != "smoke"]))
+def test_model_paths_are_where_the_quickstart_downloads_them(path: Path) -> None:
+    """Caught: configs expecting models/anima-base-v1.0.safetensors while the quickstart's download writes
+    models/split_files/diffusion_models/anima-base-v1.0.safetensors."""
+    import toml
+
+    config = toml.load(path)
+    quickstart = (ROOT / "docs" / "quickstart.md").read_text(encoding="utf-8")
+    for key in ("pretrained_model_name_or_path", "qwen3", "vae"):
+        assert f'{key} = "{config[key]}"' in quickstart, f"{path.name}: {key} = {config[key]!r}"
