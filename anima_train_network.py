@@ -148,14 +148,15 @@ class AnimaNetworkTrainer(NetworkTrainer):
         return {"DiT": file_fingerprint(args.pretrained_model_name_or_path)}
 
     def latent_cache_identity(self, args: Namespace) -> dict[str, str]:
-        return {"vae": file_identity(args.vae)}
+        """The VAE file and the precision it encodes in (bf16 latents differ from fp32 ones)."""
+        return {"vae": file_identity(args.vae), "dtype": "no" if args.no_half_vae else args.mixed_precision}
 
     def encode_images_to_latents(self, args: Namespace, models: ModelParts, images: torch.Tensor) -> torch.Tensor:
         return models.vae.encode(images).float()
 
     def text_cache_identity(self, args: Namespace) -> dict[str, str]:
         return {"qwen3": file_identity(args.qwen3), "t5_tokenizer": file_identity(args.t5_tokenizer_path),
-                "recipe": "comfyui-anima-v1"}
+                "recipe": "comfyui-anima-v1", "dtype": args.mixed_precision}
 
     def encode_text(self, args: Namespace, models: ModelParts, captions: list[str]) -> list[dict[str, torch.Tensor]]:
         encodings = models.text_encoders[0].encode(captions, parse_weights=False)
