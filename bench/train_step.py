@@ -107,6 +107,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--resolution must be a multiple of 16, --warmup at least 1 and --steps more than --warmup")
     if args.size == "real2b" and not args.model_dir:
         parser.error("--size real2b needs --model_dir (python tools/make_tiny_anima.py --size real2b --output_dir D)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        built = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+        raise SystemExit(f"error: --device cuda: {built} (torch {torch.__version__}). Run it on a machine with an "
+                         "NVIDIA GPU and a CUDA build of torch, or leave --device at cpu.")
     return args
 
 

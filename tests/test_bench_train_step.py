@@ -79,3 +79,11 @@ def test_trainer_argv_parses_with_the_option_flags(tmp_path: Path) -> None:
     assert toml.load(args.dataset_config)["datasets"][0]["subsets"][0]["num_repeats"] == 3
     plain = parse_args(AnimaNetworkTrainer().setup_parser(), _step_child.trainer_argv(spec, common.parse_option("none"), "no"))
     assert not plain.gradient_checkpointing  # the model folder's train_args.toml is not used as a config file
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_a_cuda_bench_without_cuda_is_one_error_line() -> None:
+    """Caught: no check, so the run ended deep in torch with `AssertionError: Torch not compiled with CUDA`."""
+    with pytest.raises(SystemExit) as info:
+        bench.parse_args(["--device", "cuda"])
+    assert str(info.value).startswith("error: --device cuda: ") and "leave --device at cpu" in str(info.value)
