@@ -96,7 +96,7 @@ def dataset_config(work: Path, resolution: int, steps: int) -> Path:
     return path
 
 
-def trainer_argv(spec: dict, option: Option, dtype_flag: str) -> list[str]:
+def trainer_argv(spec: dict, option: Option, dtype_flag: str, extra: tuple[str, ...] = ()) -> list[str]:
     work, model_dir = Path(spec["work"]), Path(spec["model_dir"])
     argv = [item for key, value in model_paths(model_dir).items() for item in (f"--{key}", value)]
     return argv + [
@@ -107,11 +107,12 @@ def trainer_argv(spec: dict, option: Option, dtype_flag: str) -> list[str]:
         "--learning_rate", str(LEARNING_RATE), "--lr_scheduler", "constant",
         "--max_train_steps", str(spec["steps"]), "--mixed_precision", dtype_flag, "--seed", "0",
         "--timestep_sampling", "sigmoid", "--cache_latents", "--cache_text_encoder_outputs",
-        "--max_data_loader_n_workers", "0", *option.trainer_flags(),
+        "--max_data_loader_n_workers", "0", *option.trainer_flags(), *extra,
     ]
 
 
-def run_trainer(spec: dict, option: Option, device: torch.device, dtype_flag: str) -> StepResult:
+def run_trainer(spec: dict, option: Option, device: torch.device, dtype_flag: str,
+                extra: tuple[str, ...] = ()) -> StepResult:
     from anima_train_network import main as train_main
 
     stamps: list[float] = []
@@ -123,7 +124,7 @@ def run_trainer(spec: dict, option: Option, device: torch.device, dtype_flag: st
 
     handle = register_optimizer_step_post_hook(stamp)
     try:
-        train_main(trainer_argv(spec, option, dtype_flag))
+        train_main(trainer_argv(spec, option, dtype_flag, extra))
     finally:
         handle.remove()
     if len(stamps) != spec["steps"]:

@@ -105,7 +105,7 @@ def sync(device: torch.device) -> None:
 
 
 def bare_loop(make_dit: Callable[[], AnimaDiT], option: Option, steps: int, warmup: int, resolution: int, rank: int,
-              device: torch.device, dtype: torch.dtype, seed: int = 0) -> StepResult:
+              device: torch.device, dtype: torch.dtype, seed: int = 0, backend: str = "inductor") -> StepResult:
     """The trainer's step without the trainer: same set-up order (fp8, LoRA, checkpointing, freeze, place, compile)
     and the same per-step math, on fixed random latents and a fixed random caption encoding."""
     torch.manual_seed(seed)
@@ -125,7 +125,7 @@ def bare_loop(make_dit: Callable[[], AnimaDiT], option: Option, steps: int, warm
     else:
         dit.to(device, dtype=dtype)
     if option.compile:
-        compile_blocks(dit)
+        compile_blocks(dit, backend=backend)
     network.to(device).train()
     groups, _ = network.prepare_optimizer_params(None, None, LEARNING_RATE)
     optimizer = torch.optim.AdamW(groups, lr=LEARNING_RATE)
