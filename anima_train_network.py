@@ -23,7 +23,10 @@ from library.startup_checks import check_before_torch, warnings_muted
 
 
 def __getattr__(name: str) -> Any:
-    """`AnimaNetworkTrainer` and the trainer module's other names, imported (with torch) on first use."""
+    """`AnimaNetworkTrainer` and the trainer module's other names, imported (with torch) on first use. Dunder names
+    are not among them: the import system asks for `__path__` on every `from anima_train_network import ...`."""
+    if name.startswith("__"):
+        raise AttributeError(name)
     from library.anima import network_trainer
 
     return getattr(network_trainer, name)
