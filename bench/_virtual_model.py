@@ -69,7 +69,7 @@ def _rebind(name: str, original: Any, replacement: Any) -> None:
 
 def install(size: str, target: torch.device, dtype: torch.dtype) -> Callable[[], torch.nn.Module]:
     """Patch the trainer's weight loading for `size`; returns the bare loop's DiT maker (the same model)."""
-    import anima_train_network  # noqa: F401  (loaded first, so its imported names are rebound too)
+    import library.anima.network_trainer  # noqa: F401  (loaded first, so its imported names are rebound too)
 
     dit_config, qwen_config = configs(size)
     real_inspect, real_load_dit, real_load_qwen = loading.inspect_dit_file, loading.load_anima_dit, qwen3.load_qwen3

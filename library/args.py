@@ -26,6 +26,7 @@ from library.arguments import (
     tracking,
     training,
 )
+from library.arguments.parser import OptionParser
 from library.config_file import config_path, load_config_values, write_output_config
 from library.errors import ConfigError
 from library.option_support import annotate_help
@@ -49,8 +50,9 @@ GROUPS = (
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
-    """All generic groups. Abbreviations are off so that an old or mistyped flag is never taken for a longer one."""
-    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    """All generic groups. Abbreviations are off so that an old or mistyped flag is never taken for a longer one;
+    a bad option or value is a one-line `ConfigError` (library/arguments/parser.py)."""
+    parser = OptionParser(description=description)
     for group in GROUPS:
         group.add_arguments(parser)
     annotate_help(parser)

@@ -11,13 +11,13 @@ from the command line (as in kohya; only `--x/--no-x` options can).
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 from pathlib import Path
 from typing import Any
 
 import toml
 
+from library.arguments.parser import invalid_value, nearest_hint
 from library.atomic import write_text_atomic
 from library.errors import ConfigError
 
@@ -109,8 +109,7 @@ def convert_value(action: argparse.Action, key: str, value: Any, path: Path) -> 
     if action.choices is not None:
         bad = [item for item in checked if item not in action.choices]
         if bad:
-            valid = ", ".join(str(c) for c in action.choices if c is not None)
-            raise ConfigError(f"{where}: invalid value {bad[0]!r}. Valid values: {valid}.")
+            raise ConfigError(f"{where}: {invalid_value(bad[0], action.choices)}")
     return converted
 
 
@@ -122,9 +121,7 @@ def load_config_values(parser: argparse.ArgumentParser, path: Path) -> dict[str,
     for key, raw in flatten(read_toml(path), path).items():
         action = actions.get(key)
         if action is None:
-            near = difflib.get_close_matches(key, list(actions), n=1, cutoff=0.6)
-            hint = f" Did you mean `{near[0]}`?" if near else " See --help for the options."
-            raise ConfigError(f"{path}: unknown key `{key}`.{hint}")
+            raise ConfigError(f"{path}: unknown key `{key}`.{nearest_hint(key, actions, ' See --help for the options.')}")
         value = convert_value(action, key, raw, path)
         if action.dest in values and values[action.dest] != value:
             raise ConfigError(

@@ -83,7 +83,7 @@ def test_anima_defaults_and_bool_options(parser: argparse.ArgumentParser) -> Non
 def test_registry_names_are_case_insensitive_on_the_cli(parser: argparse.ArgumentParser) -> None:
     args = parse_args(parser, ["--lr_scheduler", "Cosine", "--timestep_sampling", "SHIFT"])
     assert (args.lr_scheduler, args.timestep_sampling) == ("cosine", "shift")
-    with pytest.raises(SystemExit):
+    with pytest.raises(ConfigError, match="--lr_scheduler: invalid value 'cosinus'. Did you mean `cosine`?"):
         parse_args(parser, ["--lr_scheduler", "cosinus"])
 
 

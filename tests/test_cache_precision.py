@@ -1,7 +1,7 @@
 """Latents and text encodings made in one precision are not reused by a run in another (issue 24 point 8): bf16
 latents differ from fp32 ones, so the cache identity holds the precision the VAE and Qwen3 ran in.
 
-Break this catches (run once, it failed): anima_train_network.py's `latent_cache_identity` without its "dtype"
+Break this catches (run once, it failed): library/anima/network_trainer.py's `latent_cache_identity` without its "dtype"
 (the bf16 run reused the fp32 latents: 0 of 1 to encode).
 """
 

@@ -8,7 +8,7 @@ own generator, so alone and batched draw the same numbers.
 
 Tolerance 1e-5 relative: batched and single matmuls sum in other orders (measured differences below 1e-6); the
 break below moves the tag-list caption by 3e-2 relative on the tiny model.
-Break this catches (run once, it failed): anima_train_network.py calling `dit(x, sigmas, context)` on the whole
+Break this catches (run once, it failed): library/anima/network_trainer.py calling `dit(x, sigmas, context)` on the whole
 batch's context instead of `run_per_context_length`.
 """
 

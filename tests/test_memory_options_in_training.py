@@ -9,9 +9,9 @@ tolerances the helper tests establish.
 Mutations these tests catch (each run once, each failed them):
 - library/trainer.py: `models.denoiser.enable_gradient_checkpointing(...)` not called;
 - library/trainer.py: `cpu_offload=bool(args.cpu_offload_checkpointing)` -> `cpu_offload=False`;
-- anima_train_network.py `place_denoiser`: `enable_block_swap(...)` not called (the DiT moved whole);
-- anima_train_network.py `load_target_model`: `apply_fp8_base(...)` not called;
-- anima_train_network.py `place_denoiser`: `compile_blocks(...)` not called.
+- library/anima/network_trainer.py `place_denoiser`: `enable_block_swap(...)` not called (the DiT moved whole);
+- library/anima/network_trainer.py `load_target_model`: `apply_fp8_base(...)` not called;
+- library/anima/network_trainer.py `place_denoiser`: `compile_blocks(...)` not called.
 """
 
 from __future__ import annotations

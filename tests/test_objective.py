@@ -11,8 +11,8 @@ So a model that returned the trainer's target exactly would make ComfyUI's denoi
 Mutations these tests catch (each run once, each failed them):
 - library/anima/flow.py `velocity_target`: `noise - latents` -> `latents - noise` (both tests);
 - library/anima/flow.py `noisy_input`: `(1 - s) * latents + s * noise` -> `s * latents + (1 - s) * noise`;
-- anima_train_network.py: the DiT fed `sigmas * 1000`;
-- anima_train_network.py: `build_context(dit.llm_adapter, batch, min_rows=0)` (context cut to the T5 length).
+- library/anima/network_trainer.py: the DiT fed `sigmas * 1000`;
+- library/anima/network_trainer.py: `build_context(dit.llm_adapter, batch, min_rows=0)` (context cut to the T5 length).
 """
 
 from __future__ import annotations

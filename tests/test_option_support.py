@@ -70,13 +70,13 @@ def test_ip_noise_random_strength_scales_the_perturbation_per_sample() -> None:
             captured.setdefault("x", []).append(x)
             return x
 
-    import anima_train_network as module
+    from library.anima import network_trainer
 
     def fake_context(adapter, batch):  # type: ignore[no-untyped-def]
         return torch.zeros(2, 4, 3)
 
-    original = module.build_context
-    module.build_context = fake_context
+    original = network_trainer.build_context
+    network_trainer.build_context = fake_context
     try:
         latents = torch.zeros(2, 16, 4, 4)
         text = [{"qwen_hidden": torch.zeros(1, 3), "t5_ids": torch.ones(1, dtype=torch.long),
@@ -88,7 +88,7 @@ def test_ip_noise_random_strength_scales_the_perturbation_per_sample() -> None:
             trainer.get_noise_pred_and_target(args, None, models, latents, text,
                                               [torch.Generator().manual_seed(s) for s in (1, 2)])
     finally:
-        module.build_context = original
+        network_trainer.build_context = original
     plain, fixed, random_strength = captured["x"]  # sigma * (noise + gamma_eff * extra_noise), same draws
     ratio = (random_strength - plain) / (fixed - plain)  # one factor u in [0, 1] per sample
     per_sample = ratio.flatten(1)

@@ -6,7 +6,7 @@ header (keys, shapes, dtypes, offsets) stays byte-identical, as a fine-tune of t
 Breaks these tests catch (each was made once and failed them):
 - library/file_fingerprint.py `SLICE_BYTES = 0` (hash of the header only): the nudged DiT resumes silently;
 - a fingerprint of name + size + mtime (as the caches use): a byte-identical copy of the DiT is refused;
-- anima_train_network.py `base_model_identity` adding the VAE: a resume with another VAE is refused;
+- library/anima/network_trainer.py `base_model_identity` adding the VAE: a resume with another VAE is refused;
 - library/state.py `check_base_model` refusing an empty record: a state from before the record cannot resume;
 - networks/_keys.py `module_names` without the bare `flat` name: the suggested warm start from the state's
   model.safetensors loads nothing.

@@ -123,7 +123,7 @@ def _vae(path: str, tensors: dict[str, TensorInfo]) -> Finding:
     return Finding(path, "vae", summary, True)
 
 
-def _identify_file(path: str) -> Finding:
+def _identify_file(path: str, deep: bool = True) -> Finding:
     try:
         tensors, metadata = read_header(path)
     except (OSError, ValueError) as error:
@@ -133,6 +133,8 @@ def _identify_file(path: str) -> Finding:
         return Finding(path, "unknown", f"not a readable safetensors file ({error})", False, fix)
     for key in tensors:
         if key.endswith("blocks.0.mlp.layer1.weight") and not key.startswith("llm_adapter."):
+            if not deep:  # the kind from the names alone: the tensor check needs the model code (torch)
+                return Finding(path, "dit", f"an Anima DiT by its tensor names, {_main_dtype(tensors)}", True)
             return _dit(path, tensors)
         if key.endswith("layers.0.post_attention_layernorm.weight"):
             return _qwen(path, tensors, key)
@@ -236,12 +238,13 @@ def _identify_folder(path: Path) -> Finding:
     )
 
 
-def identify(path: str | Path) -> Finding:
-    """Identify one file or folder."""
+def identify(path: str | Path, deep: bool = True) -> Finding:
+    """Identify one file or folder. `deep=False` leaves out the DiT's tensor check, which imports torch, so that
+    a swapped file is found before torch loads; the trainer checks deeply later."""
     target = Path(path)
     if not target.exists():
         return Finding(str(path), "missing", "does not exist", False, "Check the path.")
-    return _identify_folder(target) if target.is_dir() else _identify_file(str(target))
+    return _identify_folder(target) if target.is_dir() else _identify_file(str(target), deep)
 
 
 def describe(path: str | Path) -> str:

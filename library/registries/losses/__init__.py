@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from library.errors import ConfigError
 
@@ -13,7 +15,7 @@ from ..registry import Registry
 from . import elementwise
 from .huber_threshold import HUBER_SCHEDULES, huber_threshold
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+LossFn: TypeAlias = "Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]"  # a string: torch loads on use
 
 LOSSES: Registry[LossFn] = Registry("--loss_type")
 LOSSES.register("l2", elementwise.l2)

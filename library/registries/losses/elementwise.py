@@ -6,8 +6,10 @@ huber = 2c(√(d² + c²) − c) (≈ d² near 0, ≈ 2c|d| far), smooth_l1 = 2(
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _per_sample(c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -15,20 +17,24 @@ def _per_sample(c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def l2(pred: torch.Tensor, target: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    import torch.nn.functional as F
     return F.mse_loss(pred, target, reduction="none")
 
 
 def l1(pred: torch.Tensor, target: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    import torch.nn.functional as F
     return F.l1_loss(pred, target, reduction="none")
 
 
 def huber(pred: torch.Tensor, target: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    import torch
     assert c is not None
     c = _per_sample(c, pred)
     return 2 * c * (torch.sqrt((pred - target) ** 2 + c**2) - c)
 
 
 def smooth_l1(pred: torch.Tensor, target: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    import torch
     assert c is not None
     c = _per_sample(c, pred)
     return 2 * (torch.sqrt((pred - target) ** 2 + c**2) - c)

@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from ..registry import Registry
 
 
 def _constant(args: argparse.Namespace, sigmas: torch.Tensor) -> torch.Tensor:
+    import torch
     return torch.full_like(sigmas, args.huber_c * args.huber_scale)
 
 
 def _exponential(args: argparse.Namespace, sigmas: torch.Tensor) -> torch.Tensor:
+    import torch
     return torch.pow(torch.full_like(sigmas, args.huber_c), sigmas) * args.huber_scale
 
 

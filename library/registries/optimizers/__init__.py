@@ -105,7 +105,7 @@ def validate_optimizer(args: argparse.Namespace) -> None:
     if entry.package and importlib.util.find_spec(entry.package) is None:
         raise ConfigError(f"--optimizer_type {name} needs the Python package {entry.package!r}; install it with pip.")
     kwargs = parse_kv_args(getattr(args, "optimizer_args", None), "--optimizer_args")
-    if entry.eager_check:
+    if entry.eager_check and kwargs:  # our own defaults always fit; loading the class may import torch
         _check_kwargs(name, entry.load_class(), {**entry.defaults, **kwargs})
     for option in ("learning_rate", "unet_lr", "llm_adapter_lr", "norm_lr", "text_encoder_lr"):
         value = getattr(args, option, None)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # (lr, kwargs, param_groups) -> (lr, kwargs, param_groups): an entry's chance to apply kohya's rules
 Prepare = Callable[[float | None, dict[str, Any], list], tuple[float | None, dict[str, Any], list]]

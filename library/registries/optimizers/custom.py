@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib
 
-import torch
-
 from library.errors import ConfigError
 
 from .base import OptimizerEntry
@@ -14,6 +12,7 @@ from .base import OptimizerEntry
 
 def custom_entry(name: str, valid_names: list[str]) -> OptimizerEntry:
     """Import the class now (the user named it, so the import is wanted) and wrap it as an entry."""
+    import torch
     hint = f"Valid names: {', '.join(valid_names)}; or a torch.optim class name, or a dotted module.Class path."
     module_name, _, class_name = name.rpartition(".")
     if module_name:

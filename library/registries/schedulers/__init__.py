@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from library.errors import ConfigError
 
@@ -96,6 +97,7 @@ def build_lr_scheduler(
     """The LR scheduler for `optimizer` (before `accelerator.prepare`). `num_training_steps` is max_train_steps;
     the schedule spans max_train_steps × num_processes as in kohya. Schedule-free optimizers get a constant
     schedule, Adafactor with relative_step its reporting schedule."""
+    import torch
     kwargs = parse_kv_args(getattr(args, "lr_scheduler_args", None), "--lr_scheduler_args")
     mode = _special_mode(args)
     if mode == "schedule_free":

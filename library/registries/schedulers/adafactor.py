@@ -6,9 +6,10 @@ for it directly. `--learning_rate` is the LR reported before the first step.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from .base import SchedulePlan, SchedulerEntry
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from library.errors import ConfigError
 
 
 def load_scheduler_class(path: str) -> type:
     """Import `path`; a bare class name is looked up in `torch.optim.lr_scheduler`, as kohya does."""
+    import torch
     module_name, _, class_name = path.rpartition(".")
     try:
         module = importlib.import_module(module_name) if module_name else torch.optim.lr_scheduler

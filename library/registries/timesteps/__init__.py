@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeAlias
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from library.errors import ConfigError
 
@@ -16,7 +18,7 @@ from .shift import shift
 from .sigma import sigma
 from .uniform import uniform
 
-Sampler = Callable[[argparse.Namespace, int, tuple[int, int], torch.Generator | None], torch.Tensor]
+Sampler: TypeAlias = "Callable[[argparse.Namespace, int, tuple[int, int], torch.Generator | None], torch.Tensor]"  # a string: torch loads on use
 
 TIMESTEP_SAMPLERS: Registry[Sampler] = Registry("--timestep_sampling")
 TIMESTEP_SAMPLERS.register("sigmoid", sigmoid)
@@ -46,5 +48,6 @@ def sample_sigmas(
 ) -> torch.Tensor:
     """(B,) float32 noise levels σ in [0, 1] (1 = pure noise) on `device`. `latent_hw` is the latent (h, w), used by
     flux_shift. Drawn on the generator's device (CPU without one), so a seeded CPU generator is reproducible."""
+    import torch
     sampler = TIMESTEP_SAMPLERS.get(args.timestep_sampling)
     return sampler(args, batch_size, latent_hw, generator).to(device=device, dtype=torch.float32)

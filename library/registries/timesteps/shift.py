@@ -5,8 +5,10 @@ k = --discrete_flow_shift (default 1.0 = no shift; ComfyUI *samples* Anima with 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from .logit_normal import sigmoid
 

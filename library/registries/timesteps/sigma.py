@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from .logit_normal import standard_normal
 from .shift import apply_shift
@@ -17,6 +19,7 @@ NUM_TRAIN_TIMESTEPS = 1000
 
 def density_sample(args: argparse.Namespace, batch_size: int, generator: torch.Generator | None) -> torch.Tensor:
     """u in [0, 1) from the SD3 timestep densities."""
+    import torch
     scheme = getattr(args, "weighting_scheme", "uniform")
     if scheme == "logit_normal":
         return torch.sigmoid(args.logit_mean + args.logit_std * standard_normal(batch_size, generator))

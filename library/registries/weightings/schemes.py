@@ -6,8 +6,10 @@ only with --timestep_sampling sigma), so they return None and the trainer skips 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def unit(sigmas: torch.Tensor) -> torch.Tensor | None:
