@@ -18,6 +18,8 @@ from _stopped_run import check_stopped_output
 from _tiny_run import tiny_model
 from _train_process import TrainProcess
 
+from library.signals import worker_init_fn
+
 TOTAL = 100000
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and prctl")
 
@@ -25,6 +27,19 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pr
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def test_the_worker_init_fn_ignores_both_signals_then_runs_the_one_it_wraps() -> None:
+    """Caught: `_ignore_stop_signals` not calling `then` (a user's worker_init_fn lost), or leaving SIGINT out."""
+    seen: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker_init_fn(seen.append)(3)
+        assert [signal.getsignal(signum) for signum in previous] == [signal.SIG_IGN, signal.SIG_IGN]
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert seen == [3]
 
 
 def trainer_args(tiny: Path, out: Path, workers: int) -> list[str]:
