@@ -8,7 +8,7 @@ as needed to know they are whole (a cut-off optimizer.bin would otherwise fail i
 from __future__ import annotations
 
 from argparse import Namespace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from library.errors import ConfigError
 from library.weight_files import safetensors_problem, torch_archive_problem
@@ -23,6 +23,7 @@ STATE_INFO = "train_state.json"  # library.state.TRAIN_STATE_FILE; read and chec
 def check_inputs(args: Namespace) -> None:
     """Every check of this module, in the order the options are read."""
     check_counts(args)
+    check_output_name(args.output_name, args.output_dir)
     if args.resume:
         check_state_files(Path(args.resume))
 
@@ -40,6 +41,15 @@ def check_counts(args: Namespace) -> None:
     if args.network_alpha is not None and args.network_alpha < 0:
         raise ConfigError(f"--network_alpha {args.network_alpha}: must not be negative (it would flip the sign of "
                           f"the update). Use a value up to --network_dim (e.g. 1 or the rank), or 0 for alpha = rank.")
+
+
+def check_output_name(name: str | None, output_dir: str | None) -> None:
+    """A base name, as kohya uses it: every file and state folder is named `<output_name>...` inside --output_dir,
+    and the retention and newest-state searches look there only, so a name holding a folder cannot work."""
+    if name and ("/" in name or "\\" in name):
+        path = PurePosixPath(name.replace("\\", "/"))
+        raise ConfigError(f"--output_name {name!r}: a name, not a path. Put the folders in --output_dir "
+                          f"(--output_dir {PurePosixPath(output_dir or '.') / path.parent} --output_name {path.name}).")
 
 
 def check_state_files(folder: Path) -> None:

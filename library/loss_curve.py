@@ -1,4 +1,5 @@
-"""The end-of-training summary: the loss curve as a PNG beside the LoRA, and a few lines of text.
+"""The loss log and its curve: `<output_name>-loss.csv` and a PNG of it beside the LoRA (the text summary is
+library/run_summary.py).
 
 Drawn with PIL only (no plotting package to install), from the `<output_name>-loss.csv` the loop keeps, so
 the picture covers a resumed run's earlier steps too.
@@ -137,29 +138,6 @@ def write_loss_curve_png(csv_path: str | os.PathLike, png_path: str | os.PathLik
     with atomic_path(png_path) as tmp:
         image.save(tmp, format="PNG")
     return Path(png_path)
-
-
-def _duration(seconds: float) -> str:
-    whole = int(round(seconds))
-    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
-
-
-def training_summary(rows: Sequence[tuple[int, float]], window: int, epochs: int, wall_seconds: float,
-                     steps_this_run: int, loop_seconds: float, files: Sequence[str | os.PathLike]) -> str:
-    """A few lines for the console: how far it went, where the average loss started, ended and bottomed out,
-    how long it took, and which files to look at."""
-    averages = moving_average([loss for _, loss in rows], window)
-    finite = [(value, step) for (step, _), value in zip(rows, averages, strict=True) if math.isfinite(value)]
-    lines = ["training summary",
-             f"  steps: {rows[-1][0] if rows else 0} (this run: {steps_this_run}), epochs: {epochs}"]
-    if finite:
-        low, low_step = min(finite)
-        lines.append(f"  loss, moving average over {window} steps: first {finite[0][0]:.4f}, last {finite[-1][0]:.4f}, "
-                     f"min {low:.4f} at step {low_step}")
-    per_step = f", {loop_seconds / steps_this_run:.2f} s/step" if steps_this_run else ""
-    lines.append(f"  wall time: {_duration(wall_seconds)}{per_step}")
-    lines += ["  files:", *(f"    {path}" for path in files)]
-    return "\n".join(lines)
 
 
 def write_loss_log(path: Path, losses: list[tuple[int, float]]) -> None:

@@ -8,10 +8,12 @@ shell's 128 + signal number (130 for SIGINT, 143 for SIGTERM), as if the signal'
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -41,6 +43,24 @@ def exit_worker(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _ignore_stop_signals(then: Callable[[int], None] | None, worker_id: int) -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    if then is not None:
+        then(worker_id)
+
+
+def worker_init_fn(then: Callable[[int], None] | None = None) -> Callable[[int], None]:
+    """A DataLoader `worker_init_fn` that makes its workers ignore SIGINT and SIGTERM, then runs `then`.
+
+    `timeout`, Slurm and a terminal signal the whole process group. torch's worker start replaces the inherited
+    SIGTERM handler with its own, which dies, so the main process saw "DataLoader worker is killed by signal" and
+    saved nothing. Ignoring both leaves the decision to the main process: it saves, then ends its workers the
+    normal way (a worker whose main process is gone still exits by torch's watchdog). A partial of a module-level
+    function, so a spawned worker can unpickle it."""
+    return functools.partial(_ignore_stop_signals, then)
 
 
 class StopRequest:

@@ -21,10 +21,11 @@ from tqdm.auto import tqdm
 from library import saving, tracking
 from library import state as state_lib
 from library.launch_command import launch_prefix
-from library.loss_curve import read_loss_csv, training_summary, write_loss_curve_png, write_loss_log
+from library.loss_curve import read_loss_csv, write_loss_curve_png, write_loss_log
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
 from library.nonfinite import NonFiniteGuard
+from library.run_summary import saved_line, training_summary
 from library.sample_draws import micro_seed, sample_generators, sample_seed
 from library.signals import StopRequest, end_run, exit_code, exit_worker
 from library.validation import log_validation, num_validation_batches, run_validation
@@ -77,18 +78,17 @@ class TrainLoop:
         self.stop.install()
         self.run_started_at, self.run_first_step = time.time(), self.global_step
         self.bundle.train_mode()
-        progress = tqdm(total=args.max_train_steps, initial=self.global_step, desc="steps", smoothing=0.1,
-                        disable=not self.acc.is_local_main_process)
-        if self.global_step == 0 and args.sample_at_first:
-            self._sample(epoch=0)
-        try:
-            for epoch in range(self.start_epoch, self.num_epochs + 1):
-                self._run_epoch(epoch, progress)
-                if self.global_step >= args.max_train_steps:
-                    break
+        try:  # the bar is closed before the summary: closing it later would print it again below the summary
+            with tqdm(total=args.max_train_steps, initial=self.global_step, desc="steps", smoothing=0.1,
+                      disable=not self.acc.is_local_main_process) as progress:
+                if self.global_step == 0 and args.sample_at_first:
+                    self._sample(epoch=0)
+                for epoch in range(self.start_epoch, self.num_epochs + 1):
+                    self._run_epoch(epoch, progress)
+                    if self.global_step >= args.max_train_steps:
+                        break
             self._finish()
         finally:
-            progress.close()
             self.stop.uninstall()
 
     def _run_epoch(self, epoch: int, progress: Any) -> None:
@@ -239,13 +239,12 @@ class TrainLoop:
             curve = self._write_loss_curve()
         run_dir = self.acc.logging_dir if self.acc.trackers else None
         end_run(self.acc)
-        self.acc.print(f"training finished: {self.global_step} steps. LoRA saved to {final}")
+        self.acc.print(saved_line(self.acc.is_main_process, self.global_step, final))
         if self.acc.is_main_process:
-            files = [final, self._loss_log_path(), curve, run_dir]
             now = time.time()
             self.acc.print(training_summary(self.losses, self.steps_per_epoch, self.num_epochs, now - self.started_at,
                                             self.global_step - self.run_first_step, now - self.run_started_at,
-                                            [f for f in files if f]))
+                                            final, [self._loss_log_path(), curve, run_dir]))
 
     # ---- files --------------------------------------------------------------------------------------
     def _sample(self, epoch: int | None) -> None:

@@ -38,6 +38,7 @@ from library.registries import validate_registries
 from library.registries.optimizers import build_optimizer, check_optimizer_builds, optimizer_identity
 from library.registries.schedulers import build_lr_scheduler
 from library.saving import probe_output_dir
+from library.signals import worker_init_fn
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class NetworkTrainer:
         args._optimizer_description = bundle.description
         loader = torch.utils.data.DataLoader(
             BatchView(dataset), batch_size=1, shuffle=False, collate_fn=_first,
-            num_workers=min(args.max_data_loader_n_workers or 0, torch.get_num_threads()))
+            num_workers=min(args.max_data_loader_n_workers or 0, torch.get_num_threads()), worker_init_fn=worker_init_fn())
         scheduler = build_lr_scheduler(args, bundle.optimizer, args.max_train_steps, accelerator.num_processes)
         network, optimizer, loader, scheduler = accelerator.prepare(network, bundle.optimizer, loader, scheduler)
 

@@ -1,5 +1,5 @@
 """Trackers: run folders, option checks, what the step logger writes (read back from real TensorBoard event
-files), and the end-of-training loss curve and summary."""
+files), and the end-of-training loss curve (the summary: tests/test_run_output.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from library import tracking
 from library.args import build_parser
 from library.atomic import TMP_MARK
 from library.errors import ConfigError
-from library.loss_curve import SIZE, default_window, moving_average, nice_ticks, training_summary, write_loss_curve_png
+from library.loss_curve import SIZE, default_window, moving_average, nice_ticks, write_loss_curve_png
 
 NOW = time.mktime((2024, 1, 2, 3, 4, 5, 0, 0, -1))
 
@@ -137,11 +137,3 @@ def test_moving_average_and_ticks() -> None:
     assert nice_ticks(0.0, 1.0) == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     assert nice_ticks(3.0, 1601.0) == pytest.approx([500.0, 1000.0, 1500.0])
 
-
-def test_training_summary_text() -> None:
-    rows = [(1, 0.4), (2, 0.2), (3, 0.1), (4, 0.3)]
-    text = training_summary(rows, 2, epochs=2, wall_seconds=3725, steps_this_run=2, loop_seconds=5.0,
-                            files=["out/x.safetensors"])
-    assert "steps: 4 (this run: 2), epochs: 2" in text
-    assert "first 0.4000, last 0.2000, min 0.1500 at step 3" in text
-    assert "1:02:05, 2.50 s/step" in text and "out/x.safetensors" in text

@@ -8,7 +8,7 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("output, saving and resuming")
     g.add_argument("--output_dir", type=str, default=None, help="Folder for the trained files.")
-    g.add_argument("--output_name", type=str, default=None, help="Base name of the trained files (without extension).")
+    g.add_argument("--output_name", type=str, default=None, help="Base name of the trained files (without extension or folders: those go in --output_dir).")
     g.add_argument(
         "--save_precision",
         type=str,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from library.cache import latents as latent_files
 from library.cache import text as text_files
@@ -35,6 +36,12 @@ def check_latent_cache_names(samples: list[Sample], suffix: str, cache_dir: str 
             raise ConfigError(f"{other} and {image} would share the latent cache file {file.name} (cache files are "
                               "named by the image name without its extension). Rename one of them; note that both "
                               f"also read the caption file {image.stem}.<caption_extension>.")
+
+
+def progress(total: int, unit: str, rank: int) -> tqdm:
+    """Counts and ETA for a caching pass, on process 0 (a VAE in bf16 on a CPU took 8 silent minutes for 4 images).
+    Nothing to encode shows no bar."""
+    return tqdm(total=total, desc=f"caching {unit}s", unit=unit, disable=rank != 0 or not total)
 
 
 class LatentCache:
@@ -77,14 +84,15 @@ class LatentCache:
             todo = [k for k in todo if cache.files[k] in mine and not latent_files.is_valid(
                 cache.files[k], cache.images[k], identity, cache.specs[k], trust)]
         logger.info("latents to encode: %d of %d (process %d of %d)", len(todo), len(cache.specs), rank, world)
-        cache._encode(todo, encode, batch_size, to_disk)
+        with progress(len(todo), "latent", rank) as bar:
+            cache._encode(todo, encode, batch_size, to_disk, bar)
         cache.ready = True
         if world == 1:
             cache.reload()
         return cache
 
     def _encode(self, keys: list[Key], encode: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
-                to_disk: bool) -> None:
+                to_disk: bool, bar: tqdm) -> None:
         groups: dict[tuple, list[Key]] = {}
         for key in keys:
             spec = self.specs[key]
@@ -92,7 +100,9 @@ class LatentCache:
         for group_key in sorted(groups):
             members = groups[group_key]
             for start in range(0, len(members), max(batch_size, 1)):
-                self._encode_chunk(members[start:start + max(batch_size, 1)], encode, to_disk)
+                chunk = members[start:start + max(batch_size, 1)]
+                self._encode_chunk(chunk, encode, to_disk)
+                bar.update(len(chunk))
 
     def _encode_chunk(self, keys: list[Key], encode: Callable[[torch.Tensor], torch.Tensor], to_disk: bool) -> None:
         images, masks = [], []
@@ -162,17 +172,19 @@ class TextCache:
                     if i % world == rank and not text_files.is_valid(cache.files[c], c, identity, trust)]
         logger.info("captions to encode: %d of %d (process %d of %d)", len(todo), len(captions), rank, world)
         step = max(batch_size, 1)
-        for start in range(0, len(todo), step):
-            chunk = todo[start:start + step]
-            outputs = encode(chunk)
-            if len(outputs) != len(chunk):
-                raise RuntimeError(f"text encoder returned {len(outputs)} results for {len(chunk)} captions")
-            for caption, tensors in zip(chunk, outputs, strict=True):
-                tensors = {k: v.detach().cpu() for k, v in tensors.items()}
-                if to_disk:
-                    text_files.save_text(cache.files[caption], caption, identity, tensors)
-                else:
-                    cache.memory[caption] = tensors
+        with progress(len(todo), "caption", rank) as bar:
+            for start in range(0, len(todo), step):
+                chunk = todo[start:start + step]
+                outputs = encode(chunk)
+                if len(outputs) != len(chunk):
+                    raise RuntimeError(f"text encoder returned {len(outputs)} results for {len(chunk)} captions")
+                for caption, tensors in zip(chunk, outputs, strict=True):
+                    tensors = {k: v.detach().cpu() for k, v in tensors.items()}
+                    if to_disk:
+                        text_files.save_text(cache.files[caption], caption, identity, tensors)
+                    else:
+                        cache.memory[caption] = tensors
+                bar.update(len(chunk))
         cache.ready = True
         if world == 1:
             cache.reload()
