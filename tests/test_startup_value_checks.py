@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _tiny_run import tiny_model, train
+from _tiny_run import forbid_model_loads, tiny_model, train
 
 from anima_train_network import AnimaNetworkTrainer
 from library.anima.loading import inspect_dit_file, load_anima_dit
@@ -54,10 +54,7 @@ def files(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
 
 @pytest.fixture(autouse=True)
 def models_must_not_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*_: object, **__: object) -> None:
-        raise AssertionError("the models started loading before the bad value was refused")
-
-    monkeypatch.setattr(AnimaNetworkTrainer, "load_target_model", refuse)
+    forbid_model_loads(monkeypatch)
 
 
 def refused(tiny: Path, out: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
