@@ -19,6 +19,7 @@ import toml
 
 from library.arguments.parser import invalid_value, nearest_hint
 from library.atomic import write_text_atomic
+from library.config_kinds import is_dataset_config, load_toml
 from library.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -50,9 +51,13 @@ def read_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"--config_file: {path} not found.")
     try:
-        return toml.loads(path.read_text(encoding="utf-8-sig"))  # Notepad writes a BOM
-    except (toml.TomlDecodeError, UnicodeDecodeError) as exc:
+        data = load_toml(path, "--config_file")
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"--config_file {path}: not valid TOML: {exc}") from None
+    if is_dataset_config(data):
+        raise ConfigError(f"--config_file {path}: this is a dataset config ([general] / [[datasets]]); pass it as "
+                          f"--dataset_config {path}, and the train arguments TOML as --config_file.")
+    return data
 
 
 def flatten(data: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -83,6 +83,13 @@ def save_state(accelerator: Any, folder: Path, state: TrainState) -> None:
 def read_train_state(folder: str | os.PathLike) -> TrainState:
     """Read and check a state folder before any model loads; errors say what to pass instead."""
     path = Path(folder)
+    if path.is_file():
+        inside = path.parent if (path.parent / TRAIN_STATE_FILE).is_file() else None
+        fix = (f"This file is inside one: pass --resume {inside}" if inside else
+               f"A LoRA / LoKr file goes to --network_weights {folder} (its weights, with a fresh optimizer and "
+               f"schedule)")
+        raise ConfigError(f"--resume {folder}: this is a file; --resume takes a state folder (written by --save_state, "
+                          f"named like <output_name>-step00000010-state). {fix}.")
     if not path.is_dir():
         raise ConfigError(f"--resume {folder}: no such folder. Pass a state folder written by --save_state "
                           f"(named like <output_name>-step00000010-state).")

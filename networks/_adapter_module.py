@@ -13,6 +13,35 @@ import torch.nn as nn
 
 from library.errors import ConfigError
 
+OTHER_KIND = {"lora": ("LoKr", "networks.lokr_anima"), "lokr": ("LoRA", "networks.lora_anima")}
+
+
+def check_file_tensors(kind: str, path: str, own: dict[str, tuple[int, ...]],
+                       tensors: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    """A file's `{suffix: (key, shape)}` for one module fits the module's `{suffix: shape}`; used by the load and by
+    the start-up check of --network_weights (`networks._plan`), which has the header's shapes only."""
+    other = OTHER_KIND.get(kind)
+    for suffix, (key, _shape) in tensors.items():
+        if other and suffix not in own and suffix.startswith("lokr_" if kind == "lora" else "lora_"):
+            raise ConfigError(f"--network_weights key {key}: a {other[0]} weight; load this file with "
+                              f"--network_module {other[1]}.")
+    for suffix, (key, shape) in tensors.items():
+        if suffix not in own:
+            raise ConfigError(
+                f"--network_weights key {key}: the network's {kind} module for {path} has no "
+                f"'{suffix}' (it holds {sorted(own)}). Build the network from the file "
+                "(--dim_from_weights) or choose the matching --network_module / network_dim / factor."
+            )
+        if suffix != "alpha" and tuple(shape) != tuple(own[suffix]):
+            raise ConfigError(
+                f"--network_weights key {key}: shape {tuple(shape)} in the file, but the network has "
+                f"{tuple(own[suffix])} for {path}.{suffix}. Use --dim_from_weights or the file's network_dim."
+            )
+    missing = [suffix for suffix in own if suffix != "alpha" and suffix not in tensors]
+    if missing:
+        key = next(iter(tensors.values()))[0]
+        raise ConfigError(f"--network_weights key {key}: the file lacks {missing} for module {path}.")
+
 
 class AdapterModule(nn.Module):
     kind = "adapter"
@@ -55,22 +84,8 @@ class AdapterModule(nn.Module):
     def load_file_tensors(self, tensors: dict[str, tuple[str, torch.Tensor]]) -> None:
         """Load `{suffix: (file key, tensor)}`; a missing alpha means scale 1 (alpha = rank)."""
         own = self.state_dict()
-        for suffix, (key, tensor) in tensors.items():
-            if suffix not in own:
-                raise ConfigError(
-                    f"--network_weights key {key}: the network's {self.kind} module for {self.path} has no "
-                    f"'{suffix}' (it holds {sorted(own)}). Build the network from the file "
-                    "(--dim_from_weights) or choose the matching --network_module / network_dim / factor."
-                )
-            if suffix != "alpha" and tuple(tensor.shape) != tuple(own[suffix].shape):
-                raise ConfigError(
-                    f"--network_weights key {key}: shape {tuple(tensor.shape)} in the file, but the network has "
-                    f"{tuple(own[suffix].shape)} for {self.path}.{suffix}. Use --dim_from_weights or the file's network_dim."
-                )
-        missing = [suffix for suffix in own if suffix != "alpha" and suffix not in tensors]
-        if missing:
-            key = next(iter(tensors.values()))[0]
-            raise ConfigError(f"--network_weights key {key}: the file lacks {missing} for module {self.path}.")
+        check_file_tensors(self.kind, self.path, {suffix: tuple(t.shape) for suffix, t in own.items()},
+                           {suffix: (key, tuple(t.shape)) for suffix, (key, t) in tensors.items()})
         values = {suffix: tensor for suffix, (_key, tensor) in tensors.items()}
         if "alpha" in own and "alpha" not in values:
             values["alpha"] = torch.tensor(float(self.rank))

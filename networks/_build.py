@@ -67,6 +67,33 @@ def model_paths(unet: nn.Module) -> list[str]:
     return [path for path, m in unet.named_modules() if isinstance(m, nn.Linear) or is_norm(m)]
 
 
+def targets_with_ranks(
+    unet: nn.Module, network_dim: int | None, network_alpha: float | None, kwargs: Mapping[str, Any],
+    options: CommonOptions,
+) -> tuple[list[tuple[str, nn.Linear, int, float]], list[tuple[str, nn.Module]]]:
+    """([(path, Linear, rank, alpha)], [(path, norm)]) the network wraps: `network_reg_dims` / `network_reg_alphas`
+    override the rank and alpha per module. Shared by the build and the start-up plan (`planned_tensors`)."""
+    dim = DEFAULT_DIM if network_dim is None else int(network_dim)
+    alpha = DEFAULT_ALPHA if network_alpha is None else float(network_alpha)
+    reg_dims = parse_regex_values(kwargs.get("network_reg_dims"), "network_reg_dims")
+    reg_alphas = parse_regex_values(kwargs.get("network_reg_alphas"), "network_reg_alphas")
+    linears, norms = find_targets(unet, options.rules)
+    ranked = []
+    for path, linear in linears:
+        module_dim, module_alpha = first_match(reg_dims, path), first_match(reg_alphas, path)
+        ranked.append((path, linear, dim if module_dim is None else int(module_dim),
+                       alpha if module_alpha is None else module_alpha))
+    return ranked, norms
+
+
+def check_common_values(kwargs: Mapping[str, Any], prefix: str = "") -> None:
+    """Start-up check: every value both network kinds read parses as the build will parse it (a boolean that is
+    none, a bad regex, a reg rule without its value)."""
+    parse_common(kwargs, None, prefix)
+    for name in ("network_reg_dims", "network_reg_alphas", "network_reg_lrs"):
+        parse_regex_values(kwargs.get(name), name)
+
+
 def build_network(
     module_name: str,
     unet: nn.Module,
@@ -79,21 +106,8 @@ def build_network(
 ) -> AnimaAdapterNetwork:
     dim = DEFAULT_DIM if network_dim is None else int(network_dim)
     alpha = DEFAULT_ALPHA if network_alpha is None else float(network_alpha)
-    reg_dims = parse_regex_values(kwargs.get("network_reg_dims"), "network_reg_dims")
-    reg_alphas = parse_regex_values(kwargs.get("network_reg_alphas"), "network_reg_alphas")
-    linears, norms = find_targets(unet, options.rules)
-    adapters: list[AdapterModule] = []
-    for path, linear in linears:
-        module_dim = first_match(reg_dims, path)
-        module_alpha = first_match(reg_alphas, path)
-        adapters.append(
-            make_linear(
-                path,
-                linear,
-                dim if module_dim is None else int(module_dim),
-                alpha if module_alpha is None else module_alpha,
-            )
-        )
+    linears, norms = targets_with_ranks(unet, network_dim, network_alpha, kwargs, options)
+    adapters: list[AdapterModule] = [make_linear(*target) for target in linears]
     adapters += [NormModule(path, norm) for path, norm in norms]
     if options.verbose:
         for adapter in adapters:

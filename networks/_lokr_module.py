@@ -46,6 +46,13 @@ class LoKrLayout:
     def both_whole(self) -> bool:
         return not (self.split_w1 or self.split_w2)
 
+    def tensor_shapes(self) -> dict[str, tuple[int, ...]]:
+        """{suffix: shape} of the module's tensors, in creation order (the start-up plan reads it too)."""
+        r = self.rank
+        w1 = {"lokr_w1_a": (self.w1[0], r), "lokr_w1_b": (r, self.w1[1])} if self.split_w1 else {"lokr_w1": self.w1}
+        w2 = {"lokr_w2_a": (self.w2[0], r), "lokr_w2_b": (r, self.w2[1])} if self.split_w2 else {"lokr_w2": self.w2}
+        return w1 | w2 | {"alpha": ()}
+
 
 def lokr_layout(
     out_features: int, in_features: int, rank: int, factor: int, decompose_both: bool, full_matrix: bool
@@ -73,21 +80,13 @@ class LoKrModule(AdapterModule):
         super().__init__(path, org_module, multiplier)
         self.layout = layout
         device = None if org_module.weight.is_meta else org_module.weight.device
-        r = layout.rank
-
-        def param(*shape: int, zero: bool = False) -> nn.Parameter:
-            tensor = torch.empty(*shape, device=device)
-            return nn.Parameter(tensor.zero_() if zero else nn.init.kaiming_uniform_(tensor, a=math.sqrt(5)))
-
-        if layout.split_w1:
-            self.lokr_w1_a, self.lokr_w1_b = param(layout.w1[0], r), param(r, layout.w1[1])
-        else:
-            self.lokr_w1 = param(*layout.w1)
-        if layout.split_w2:
-            self.lokr_w2_a, self.lokr_w2_b = param(layout.w2[0], r), param(r, layout.w2[1], zero=True)
-        else:
-            self.lokr_w2 = param(*layout.w2, zero=True)
-        stored = r if layout.both_whole or not alpha else alpha
+        for suffix, shape in layout.tensor_shapes().items():  # w2's (second) factor starts at zero: ΔW = 0
+            if suffix != "alpha":
+                tensor = torch.empty(*shape, device=device)
+                zero = suffix in ("lokr_w2", "lokr_w2_b")
+                setattr(self, suffix, nn.Parameter(tensor.zero_() if zero else
+                                                   nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))))
+        stored = layout.rank if layout.both_whole or not alpha else alpha
         self.register_buffer("alpha", torch.tensor(float(stored)))
         self.rank_dropout, self.module_dropout = rank_dropout, module_dropout
         self.refresh_scale()

@@ -74,5 +74,7 @@ def find_targets(
         elif rules.train_norm and is_norm(module) and _selected(path, rules, linear=False):
             norms.append((path, module))
     if not linears and not norms:
-        raise ConfigError(f"The network selects no module of the model ({rules.describe()}); loosen the patterns.")
+        raise ConfigError(f"--network_args selects no module of the DiT ({rules.describe()}): nothing would be "
+                          f"trained. Loosen exclude_patterns (a pattern must full-match the module path, e.g. "
+                          f"'blocks\\.0\\..*'), or add include_patterns.")
     return linears, norms

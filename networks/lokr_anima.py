@@ -16,12 +16,13 @@ import torch.nn as nn
 from library.errors import ConfigError
 from networks._args import COMMON_ARGS, check_known_args, get_arg, parse_bool, parse_int
 from networks._base import AnimaAdapterNetwork
-from networks._build import Tensors, build_from_weights, build_network, parse_common
+from networks._build import Tensors, build_from_weights, build_network, check_common_values, parse_common
 from networks._lokr_module import LoKrLayout, LoKrModule, lokr_layout
 
 logger = logging.getLogger(__name__)
 
 MODULE_NAME = "networks.lokr_anima"
+ADAPTER_KIND, ARG_PREFIX = "lokr", "lokr_"  # for networks._plan
 DEFAULT_FACTOR = 8
 FULL_MATRIX_DIM = 100000
 KNOWN_ARGS = COMMON_ARGS | {"factor", "decompose_both", "full_matrix", "algo", "lokr_factor", "lokr_decompose_both",
@@ -29,12 +30,41 @@ KNOWN_ARGS = COMMON_ARGS | {"factor", "decompose_both", "full_matrix", "algo", "
 
 
 def check_network_args(kwargs: dict[str, Any]) -> None:
-    """Start-up check of `--network_args` names; LyCORIS's `algo` is accepted when it says lokr."""
+    """Start-up check of `--network_args` names and values; LyCORIS's `algo` is accepted when it says lokr."""
     check_known_args(kwargs, KNOWN_ARGS, MODULE_NAME)
     algo = str(kwargs.get("algo", "lokr")).strip().lower()
     if algo != "lokr":
         raise ConfigError(f"--network_args algo={algo}: {MODULE_NAME} trains LoKr only. For LoRA use "
                           f"--network_module networks.lora_anima; other LyCORIS algorithms are not supported.")
+    check_common_values(kwargs, prefix="lokr_")
+    lokr_options(kwargs)
+
+
+def lokr_options(kwargs: dict[str, Any]) -> tuple[int, bool, bool]:
+    """(factor, decompose_both, full_matrix) from `network_args`, the seed project's aliases included."""
+    factor = parse_int(get_arg(kwargs, "factor", "lokr_factor"), "factor", DEFAULT_FACTOR)
+    decompose_both = parse_bool(get_arg(kwargs, "decompose_both", "lokr_decompose_both"), "decompose_both", False)
+    full_matrix = parse_bool(get_arg(kwargs, "full_matrix", "lokr_full_matrix"), "full_matrix", False)
+    if factor == 0 or factor < -1:
+        raise ConfigError(f"--network_args factor={factor}: use a positive factor, or -1 for the most balanced split.")
+    return factor, decompose_both, full_matrix
+
+
+def linear_layout(out_in: tuple[int, int], dim: int, kwargs: dict[str, Any]) -> LoKrLayout:
+    """The layout `create_network` gives a Linear of shape (out, in) at rank `dim`."""
+    factor, decompose_both, full_matrix = lokr_options(kwargs)
+    return lokr_layout(out_in[0], out_in[1], dim, factor, decompose_both, full_matrix or dim >= FULL_MATRIX_DIM)
+
+
+def tensor_shapes(out_in: tuple[int, int], dim: int, kwargs: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """{suffix: shape} of the module `create_network` puts on a Linear (out, in): the start-up plan."""
+    return linear_layout(out_in, dim, kwargs).tensor_shapes()
+
+
+def file_tensor_shapes(path: str, out_in: tuple[int, int],
+                       shapes: dict[str, tuple[str, tuple[int, ...]]]) -> dict[str, tuple[int, ...]]:
+    """{suffix: shape} of the module `create_network_from_weights` builds from a file's (key, shape) entries."""
+    return layout_from_shapes(path, out_in, shapes, None).tensor_shapes()
 
 
 def create_network(
@@ -51,15 +81,9 @@ def create_network(
     options = parse_common(kwargs, None, prefix="lokr_")
     if options.dropout or neuron_dropout:
         logger.warning("LoKr has no neuron dropout (as in LyCORIS); use rank_dropout or module_dropout.")
-    factor = parse_int(get_arg(kwargs, "factor", "lokr_factor"), "factor", DEFAULT_FACTOR)
-    decompose_both = parse_bool(get_arg(kwargs, "decompose_both", "lokr_decompose_both"), "decompose_both", False)
-    full_matrix = parse_bool(get_arg(kwargs, "full_matrix", "lokr_full_matrix"), "full_matrix", False)
-    if factor == 0 or factor < -1:
-        raise ConfigError(f"network_args factor={factor}: use a positive factor, or -1 for the most balanced split.")
 
     def make_linear(path: str, linear: nn.Linear, dim: int, alpha: float) -> LoKrModule:
-        full = full_matrix or dim >= FULL_MATRIX_DIM
-        layout = lokr_layout(linear.out_features, linear.in_features, dim, factor, decompose_both, full)
+        layout = linear_layout((linear.out_features, linear.in_features), dim, kwargs)
         return LoKrModule(path, linear, layout, alpha, multiplier, options.rank_dropout, options.module_dropout)
 
     return build_network(MODULE_NAME, unet, multiplier, network_dim, network_alpha, kwargs, options, make_linear)
@@ -67,26 +91,33 @@ def create_network(
 
 def layout_from_tensors(path: str, linear: nn.Linear, tensors: Tensors) -> LoKrLayout:
     """The layout a file's LoKr tensors describe; the rank is the split half's (ComfyUI's rule: w2's wins)."""
-    shapes = {suffix: tuple(tensor.shape) for suffix, (_key, tensor) in tensors.items()}
-    split_w1, split_w2 = "lokr_w1" not in shapes, "lokr_w2" not in shapes
+    alpha = float(tensors["alpha"][1]) if "alpha" in tensors else None
+    return layout_from_shapes(path, (linear.out_features, linear.in_features),
+                              {suffix: (key, tuple(t.shape)) for suffix, (key, t) in tensors.items()}, alpha)
+
+
+def layout_from_shapes(path: str, out_in: tuple[int, int], shapes: dict[str, tuple[str, tuple[int, ...]]],
+                       alpha: float | None) -> LoKrLayout:
+    """`layout_from_tensors` from {suffix: (key, shape)}: what a file header gives the start-up check."""
+    key = next(iter(shapes.values()))[0]
+    shape = {suffix: value[1] for suffix, value in shapes.items()}
+    split_w1, split_w2 = "lokr_w1" not in shape, "lokr_w2" not in shape
     try:
-        w1 = (shapes["lokr_w1_a"][0], shapes["lokr_w1_b"][1]) if split_w1 else shapes["lokr_w1"]
-        w2 = (shapes["lokr_w2_a"][0], shapes["lokr_w2_b"][1]) if split_w2 else shapes["lokr_w2"]
+        w1 = (shape["lokr_w1_a"][0], shape["lokr_w1_b"][1]) if split_w1 else tuple(shape["lokr_w1"])
+        w2 = (shape["lokr_w2_a"][0], shape["lokr_w2_b"][1]) if split_w2 else tuple(shape["lokr_w2"])
     except KeyError as missing:
-        key = next(iter(tensors.values()))[0]
         raise ConfigError(f"--network_weights key {key}: module {path} lacks {missing.args[0]}.") from None
-    if (w1[0] * w2[0], w1[1] * w2[1]) != (linear.out_features, linear.in_features):
-        key = next(iter(tensors.values()))[0]
+    if (w1[0] * w2[0], w1[1] * w2[1]) != tuple(out_in):
         raise ConfigError(
             f"--network_weights key {key}: kron of {w1} and {w2} is {(w1[0] * w2[0], w1[1] * w2[1])}, "
-            f"but {path} is {(linear.out_features, linear.in_features)}."
+            f"but {path} is {tuple(out_in)}."
         )
     if split_w2:
-        rank = shapes["lokr_w2_b"][0]
+        rank = shape["lokr_w2_b"][0]
     elif split_w1:
-        rank = shapes["lokr_w1_b"][0]
+        rank = shape["lokr_w1_b"][0]
     else:
-        rank = max(1, round(float(tensors["alpha"][1]))) if "alpha" in tensors else max(w2)
+        rank = max(1, round(alpha)) if alpha is not None else max(w2)
     return LoKrLayout(tuple(w1), tuple(w2), rank, split_w1, split_w2)
 
 

@@ -11,18 +11,34 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from networks._args import COMMON_ARGS, check_known_args
+from networks._args import COMMON_ARGS, check_known_args, parse_float
 from networks._base import AnimaAdapterNetwork
-from networks._build import Tensors, build_from_weights, build_network, parse_common
+from networks._build import Tensors, build_from_weights, build_network, check_common_values, parse_common
 from networks._lora_module import LoRAModule
 
 MODULE_NAME = "networks.lora_anima"
+ADAPTER_KIND, ARG_PREFIX = "lora", ""  # for networks._plan
 KNOWN_ARGS = COMMON_ARGS | {"loraplus_lr_ratio", "loraplus_unet_lr_ratio", "loraplus_text_encoder_lr_ratio"}
 
 
 def check_network_args(kwargs: dict[str, Any]) -> None:
-    """Start-up check of `--network_args` names (values are checked when the network is built)."""
+    """Start-up check of `--network_args` names and values, parsed as the build parses them."""
     check_known_args(kwargs, KNOWN_ARGS, MODULE_NAME)
+    check_common_values(kwargs)
+    for name in sorted(KNOWN_ARGS - COMMON_ARGS):
+        parse_float(kwargs.get(name), name, None)
+
+
+def tensor_shapes(out_in: tuple[int, int], dim: int, kwargs: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """{suffix: shape} of the LoRA `create_network` puts on a Linear (out, in) at rank `dim`: the start-up plan."""
+    return {"lora_down.weight": (dim, out_in[1]), "lora_up.weight": (out_in[0], dim), "alpha": ()}
+
+
+def file_tensor_shapes(path: str, out_in: tuple[int, int],
+                       shapes: dict[str, tuple[str, tuple[int, ...]]]) -> dict[str, tuple[int, ...]]:
+    """{suffix: shape} of the LoRA `create_network_from_weights` builds from a file's (key, shape) entries."""
+    rank = shapes["lora_down.weight"][1][0] if "lora_down.weight" in shapes else shapes["lora_up.weight"][1][1]
+    return tensor_shapes(out_in, rank, {})
 
 
 def create_network(

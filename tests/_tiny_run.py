@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import toml
 import torch
@@ -114,3 +115,13 @@ def fixed_eval_loss(tiny: Path, image: Path, caption: str, lora: Path | None = N
         sigmas = torch.linspace(0.1, 0.9, 8)
         pred = dit(noisy_input(latents, noise, sigmas).unsqueeze(2), sigmas, context).squeeze(2)
         return float(torch.mean((pred - velocity_target(latents, noise)) ** 2))
+
+
+def forbid_model_loads(monkeypatch: Any) -> None:
+    """`load_target_model` fails the test: a check meant for start-up that comes too late (or never) fails it."""
+    from anima_train_network import AnimaNetworkTrainer
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("the models started loading before the bad input was refused")
+
+    monkeypatch.setattr(AnimaNetworkTrainer, "load_target_model", refuse)

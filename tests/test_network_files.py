@@ -274,7 +274,7 @@ def test_shape_mismatch_and_wrong_kind_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="networks.lora_anima"):
         lokr_anima.create_network_from_weights(1.0, str(file), None, [], make_model())
     lokr_net = lokr_anima.create_network(1.0, 4, 1.0, None, [], make_model())
-    with pytest.raises(ConfigError, match="lokr"):
+    with pytest.raises(ConfigError, match="a LoRA weight; load this file with --network_module networks.lora_anima"):
         lokr_net.load_weights(file)
 
 

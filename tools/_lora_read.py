@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from safetensors import safe_open
 
+from library.anima.file_slots import not_an_adapter
 from library.anima.loading import inspect_dit_file
 from library.anima.model import AnimaConfig, AnimaDiT
 from library.errors import ConfigError
@@ -58,6 +59,8 @@ def read_adapter_file(file: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
     if not os.path.isfile(file):
         raise ConfigError(f"{file}: no such adapter file.")
     metadata: dict[str, str] = {}
+    if str(file).endswith(".safetensors") and (wrong_slot := not_an_adapter(file)):
+        raise ConfigError(f"{file}: {wrong_slot}. These tools read LoRA / LoKr files.")
     if str(file).endswith(".safetensors"):
         with safe_open(str(file), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})

@@ -62,6 +62,8 @@ class AnimaNetworkTrainer(NetworkTrainer):
         check_model_paths(args)
         info = inspect_dit_file(args.pretrained_model_name_or_path)
         check_model_files(args)
+        from library.anima.startup_checks import check_before_models  # network, weights, scheduler, compile
+        check_before_models(args, self.network_args(args), info.config)
         if args.blocks_to_swap:
             validate_blocks_to_swap(args.blocks_to_swap, info.config.num_blocks)
         self.sdpa_backends = resolve_attn_mode(args.attn_mode, args.xformers)

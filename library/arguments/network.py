@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from .types import NO_EFFECT
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("network")
@@ -50,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--no_half_vae",
         action="store_true",
-        help=f"Keep the VAE in fp32 {NO_EFFECT}: its dtype follows the VAE loader.",
+        help="Run the VAE in fp32 under --mixed_precision bf16 / fp16 (without it the VAE takes that dtype).",
     )
     g.add_argument("--no_metadata", action="store_true", help="Write only the minimum metadata into the saved file.")
     g.add_argument(

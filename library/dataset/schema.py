@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import toml
 import voluptuous as vol
 
+from library.config_kinds import is_train_args, load_toml
 from library.errors import ConfigError
 
 
@@ -231,14 +231,17 @@ def load_dataset_config(path: str) -> dict[str, Any]:
         raise ConfigError(f"--dataset_config: file not found: {path}" +
                           (" (it is a folder)" if file.is_dir() else ". Check the path (relative to the current "
                                                                      "folder)."))
-    text = file.read_text(encoding="utf-8-sig")
     try:
         if file.suffix.lower() == ".toml":
-            config = toml.loads(text)
+            config = load_toml(file, "--dataset_config")
         elif file.suffix.lower() == ".json":
-            config = json.loads(text)
+            config = json.loads(file.read_text(encoding="utf-8-sig"))
         else:
             raise ConfigError(f"--dataset_config: not supported config file format: {path} (use .toml or .json).")
-    except (toml.TomlDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path}: not valid {file.suffix[1:].upper()}: {error}") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path}: not valid JSON: {error}") from None
+    if isinstance(config, dict) and is_train_args(config):
+        raise ConfigError(f"--dataset_config {path}: this is a train arguments file (it sets options such as "
+                          f"output_dir and network_module); pass it as --config_file {path}, and the dataset "
+                          f"config ([[datasets]]) as --dataset_config.")
     return validate_config(config, str(path))

@@ -51,7 +51,9 @@ def validate_scheduler(args: argparse.Namespace) -> None:
     """Name, `--lr_scheduler_args`, warmup range and kohya's scheduler/optimizer combinations."""
     name = getattr(args, "lr_scheduler", "constant")
     entry = SCHEDULERS.get(name)
-    parse_kv_args(getattr(args, "lr_scheduler_args", None), "--lr_scheduler_args")
+    scheduler_args = parse_kv_args(getattr(args, "lr_scheduler_args", None), "--lr_scheduler_args")
+    if entry.check is not None and not getattr(args, "lr_scheduler_type", None) and _special_mode(args) is None:
+        entry.check(scheduler_args)
     plan = plan_from_args(args, 1000, 1)  # checks --lr_warmup_steps / --lr_decay_steps ranges
     if plan.timescale is not None and plan.timescale <= 0:
         raise ConfigError("--lr_scheduler_timescale must be positive.")

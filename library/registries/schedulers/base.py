@@ -34,6 +34,7 @@ class SchedulerEntry:
 
     build: Callable[[torch.optim.Optimizer, SchedulePlan, dict[str, Any]], Any]
     takes_warmup: bool = True
+    check: Callable[[dict[str, Any]], None] | None = None  # start-up check of --lr_scheduler_args
 
 
 def resolve_steps(value: int | float | None, total: int, option: str) -> int:

@@ -12,13 +12,33 @@ from library.errors import ConfigError
 
 from .base import SchedulePlan, SchedulerEntry
 
+FIX = "give them as --lr_scheduler_args step_rules='1:10,0.1:20,0.01'"
+
+
+def check_rules(kw: dict[str, Any]) -> None:
+    """Start-up check (`validate_scheduler`): the rules are there and read as diffusers reads them, "m:step,...,m"
+    with ascending steps; diffusers would fail on them only when the scheduler is built, after the models load."""
+    rules = kw.get("step_rules")
+    if rules is None:
+        raise ConfigError(f"--lr_scheduler piecewise_constant needs its rules: {FIX}.")
+    *steps, last = str(rules).split(",")
+    try:
+        float(last)
+        pairs = [(float(m), int(s)) for m, s in (rule.split(":") for rule in steps)]
+    except ValueError:
+        raise ConfigError(f"--lr_scheduler_args step_rules={rules!r}: not of the form multiplier:step,...,multiplier; "
+                          f"{FIX}.") from None
+    if [s for _m, s in pairs] != sorted(s for _m, s in pairs):
+        raise ConfigError(f"--lr_scheduler_args step_rules={rules!r}: the steps must ascend; {FIX}.")
+    if unknown := sorted(set(kw) - {"step_rules"}):
+        raise ConfigError(f"--lr_scheduler_args {', '.join(unknown)}: piecewise_constant takes step_rules only.")
+
 
 def _build(opt: torch.optim.Optimizer, plan: SchedulePlan, kw: dict[str, Any]) -> Any:
     from diffusers.optimization import get_piecewise_constant_schedule
 
-    if "step_rules" not in kw:
-        raise ConfigError("--lr_scheduler piecewise_constant needs --lr_scheduler_args step_rules='1:10,0.1'.")
-    return get_piecewise_constant_schedule(opt, **kw)
+    check_rules(kw)
+    return get_piecewise_constant_schedule(opt, step_rules=str(kw["step_rules"]))
 
 
-PIECEWISE_CONSTANT = SchedulerEntry(_build, takes_warmup=False)
+PIECEWISE_CONSTANT = SchedulerEntry(_build, takes_warmup=False, check=check_rules)
