@@ -121,7 +121,7 @@ class TrainLoop:
             if self.global_step >= args.max_train_steps:
                 break  # a stop asked for at the last step just finishes: the final LoRA is written either way
             if self._stop_requested():
-                self._interrupt(epoch)
+                self._interrupt(epoch, progress)
         self._after_epoch(epoch)
 
     def _micro_step(self, batch: dict[str, Any], epoch: int, index: int, grad_accum: int) -> float:
@@ -216,7 +216,8 @@ class TrainLoop:
             signums = self.acc.gather(signums)
         return self.stop.agree([int(s) for s in signums.tolist()])
 
-    def _interrupt(self, epoch: int) -> None:
+    def _interrupt(self, epoch: int, progress: Any) -> None:
+        progress.close()  # before the resume command: closing it on the way out would print the bar below it
         name = state_lib.step_state_name(self.output_name, self.global_step)
         self.stop.saving = True
         self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)

@@ -67,3 +67,27 @@ def test_sigterm_saves_and_a_second_signal_while_stopping_corrupts_nothing(tiny:
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_the_resume_command_is_the_last_thing_a_stopped_run_prints(tiny: Path, tmp_path: Path) -> None:
+    """stdout and stderr in one stream, as a terminal shows them: after "Stopped by ..." and the command, no progress
+    bar. Caught: the bar left open until SystemExit leaves its `with`, which draws it again below the command."""
+    import subprocess
+    import time
+
+    out = tmp_path / "out"
+    command = [sys.executable, "anima_train_network.py", "--config_file", str(tiny / "train_args.toml"),
+               "--output_dir", str(out), "--max_train_steps", str(TOTAL)]
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    seen = b""
+    deadline = time.monotonic() + 120
+    while f"1/{TOTAL} [".encode() not in seen and time.monotonic() < deadline and proc.poll() is None:
+        seen += os.read(proc.stdout.fileno(), 65536)  # type: ignore[union-attr]
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    text = (seen + rest).decode("utf-8", errors="replace")
+    assert proc.returncode == 143, text[-3000:]
+    tail = text[text.index("Stopped by SIGTERM"):]
+    assert "--resume" in tail and f"/{TOTAL} [" not in tail, tail
