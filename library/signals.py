@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
+import multiprocessing.context
 import os
 import signal
 import sys
@@ -48,8 +50,38 @@ def exit_worker(code: int) -> None:
 def _ignore_stop_signals(then: Callable[[int], None] | None, worker_id: int) -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # started blocked (worker_options): a signal held since is ignored now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     if then is not None:
         then(worker_id)
+
+
+class _BlockedStartProcess(multiprocessing.context.ForkProcess):
+    """Forks with SIGINT/SIGTERM blocked: torch's worker start installs its own dying SIGTERM handler before our
+    `worker_init_fn` runs, and a group signal in that moment would kill the worker; blocked, it waits and is
+    ignored. The parent's mask is restored at once, so a signal it got meanwhile reaches its handler then."""
+
+    def start(self) -> None:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class _BlockedStartContext(multiprocessing.context.ForkContext):
+    Process = _BlockedStartProcess  # type: ignore[assignment]
+
+
+def worker_options(num_workers: int) -> dict[str, Any]:
+    """DataLoader arguments for workers that never die of a stop signal: `worker_init_fn`, and where workers are
+    forked (Linux's default) a context that starts them with the stop signals blocked."""
+    options: dict[str, Any] = {"worker_init_fn": worker_init_fn()}
+    forked = multiprocessing.get_start_method(allow_none=True) in (None, "fork")
+    if num_workers > 0 and forked and "fork" in multiprocessing.get_all_start_methods() \
+            and hasattr(signal, "pthread_sigmask"):
+        options["multiprocessing_context"] = _BlockedStartContext()
+    return options
 
 
 def worker_init_fn(then: Callable[[int], None] | None = None) -> Callable[[int], None]:

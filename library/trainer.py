@@ -38,7 +38,7 @@ from library.registries import validate_registries
 from library.registries.optimizers import build_optimizer, check_optimizer_builds, optimizer_identity
 from library.registries.schedulers import build_lr_scheduler
 from library.saving import probe_output_dir
-from library.signals import worker_init_fn
+from library.signals import worker_options
 
 logger = logging.getLogger(__name__)
 
@@ -195,9 +195,10 @@ class NetworkTrainer:
         groups, descriptions = self._param_groups(args, network)
         bundle = build_optimizer(args, groups)
         args._optimizer_description = bundle.description
+        workers = min(args.max_data_loader_n_workers or 0, torch.get_num_threads())
         loader = torch.utils.data.DataLoader(
             BatchView(dataset), batch_size=1, shuffle=False, collate_fn=_first,
-            num_workers=min(args.max_data_loader_n_workers or 0, torch.get_num_threads()), worker_init_fn=worker_init_fn())
+            num_workers=workers, **worker_options(workers))
         scheduler = build_lr_scheduler(args, bundle.optimizer, args.max_train_steps, accelerator.num_processes)
         network, optimizer, loader, scheduler = accelerator.prepare(network, bundle.optimizer, loader, scheduler)
 

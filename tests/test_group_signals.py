@@ -6,6 +6,7 @@ dies, so the trainer failed with "DataLoader worker ... is killed by signal: Ter
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ from _stopped_run import check_stopped_output
 from _tiny_run import tiny_model
 from _train_process import TrainProcess
 
-from library.signals import worker_init_fn
+from library.signals import worker_init_fn, worker_options
 
 TOTAL = 100000
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and prctl")
@@ -40,6 +41,34 @@ def test_the_worker_init_fn_ignores_both_signals_then_runs_the_one_it_wraps() ->
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     assert seen == [3]
+
+
+def _report_mask(queue: object, init: bool) -> None:
+    """In a worker: the signals blocked at start, then (after our worker_init_fn) the blocked ones and handlers."""
+    started = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    if init:
+        worker_init_fn()(0)
+    after = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    queue.put(([int(s) for s in started], [int(s) for s in after], signal.getsignal(signal.SIGTERM) == signal.SIG_IGN))
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="blocking at fork is fork's")
+def test_workers_start_with_the_stop_signals_blocked_until_they_ignore_them() -> None:
+    """The moment between torch's worker start (its own dying SIGTERM handler) and our worker_init_fn. Caught:
+    `_BlockedStartProcess.start` not blocking (the worker starts with nothing blocked), and `_ignore_stop_signals`
+    not unblocking (a held signal would wait for ever, and so would every later one)."""
+    context = worker_options(1)["multiprocessing_context"]
+    stops = {int(signal.SIGINT), int(signal.SIGTERM)}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    queue = context.SimpleQueue()
+    worker = context.Process(target=_report_mask, args=(queue, True))
+    worker.start()
+    started, after, ignored = queue.get()
+    worker.join(timeout=30)
+    assert stops <= set(started), "the worker must start with SIGINT and SIGTERM blocked"
+    assert not stops & set(after) and ignored, "worker_init_fn must ignore them, then unblock them"
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before, "the parent's mask is restored"
+    assert "multiprocessing_context" not in worker_options(0)  # DataLoader refuses one without workers
 
 
 def trainer_args(tiny: Path, out: Path, workers: int) -> list[str]:
