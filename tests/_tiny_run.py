@@ -125,3 +125,14 @@ def forbid_model_loads(monkeypatch: Any) -> None:
         raise AssertionError("the models started loading before the bad input was refused")
 
     monkeypatch.setattr(AnimaNetworkTrainer, "load_target_model", refuse)
+
+
+def validate(tiny: Path, out: Path, *extra: str) -> None:
+    """Only the trainer's start-up checks (`NetworkTrainer.validate`) on the tiny model's train args + `extra`."""
+    from anima_train_network import AnimaNetworkTrainer
+    from library.args import parse_args
+
+    trainer = AnimaNetworkTrainer()
+    args = parse_args(trainer.setup_parser(), ["--config_file", str(tiny / "train_args.toml"),
+                                               "--output_dir", str(out), *extra])
+    trainer.validate(args)

@@ -30,12 +30,11 @@ from types import SimpleNamespace
 import pytest
 import toml
 import torch
-from _tiny_run import flip_middle, one_image_dataset, tiny_model, train
+from _tiny_run import flip_middle, one_image_dataset, tiny_model, train, validate
 from safetensors.torch import save_file
 
 from anima_train_network import AnimaNetworkTrainer
 from library import memory_estimate
-from library.args import parse_args
 from library.errors import ConfigError
 
 GIB = 1024**3
@@ -64,13 +63,6 @@ def refused(tiny: Path, out: Path, capsys: pytest.CaptureFixture[str], *extra: s
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert lines and "Traceback" not in err, err
     return err[err.index("error: "):]
-
-
-def validate(tiny: Path, out: Path, *extra: str) -> None:
-    trainer = AnimaNetworkTrainer()
-    args = parse_args(trainer.setup_parser(), ["--config_file", str(tiny / "train_args.toml"),
-                                               "--output_dir", str(out), *extra])
-    trainer.validate(args)
 
 
 @pytest.mark.parametrize("option,value", [

@@ -23,11 +23,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from _tiny_run import forbid_model_loads, tiny_model, train
+from _tiny_run import forbid_model_loads, tiny_model, train, validate
 
-from anima_train_network import AnimaNetworkTrainer
 from library.anima.loading import inspect_dit_file, load_anima_dit
-from library.args import parse_args
 from library.errors import ConfigError
 from library.registries.schedulers import validate_scheduler
 from networks import lokr_anima, lora_anima
@@ -66,13 +64,6 @@ def refused(tiny: Path, out: Path, capsys: pytest.CaptureFixture[str], *extra: s
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1, err
     return lines[0]
-
-
-def validate(tiny: Path, out: Path, *extra: str) -> None:
-    trainer = AnimaNetworkTrainer()
-    args = parse_args(trainer.setup_parser(), ["--config_file", str(tiny / "train_args.toml"),
-                                               "--output_dir", str(out), *extra])
-    trainer.validate(args)
 
 
 @pytest.mark.parametrize("extra,said", [
