@@ -37,7 +37,7 @@ def check_before_import(args: Namespace) -> None:
     with warnings_muted():
         check_before_torch(args)
         check_model_paths(args)
-        check_model_files(args, deep=False)
+        check_model_files(args)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -42,7 +42,8 @@ from _step_common import (  # noqa: E402
     sync,
 )
 
-from library.anima.loading import inspect_dit_file, load_anima_dit  # noqa: E402
+from library.anima.dit_header import inspect_dit_file  # noqa: E402
+from library.anima.loading import load_anima_dit  # noqa: E402
 from library.anima.model import AnimaConfig  # noqa: E402
 
 CAPTION = "a red circle on a blue background"

@@ -22,6 +22,7 @@ from transformers import Qwen3Config, Qwen3Model
 
 import library.anima.loading as loading
 import library.anima.qwen3 as qwen3
+from library.anima.dit_header import DiTFileInfo
 from library.anima.model import AnimaConfig, AnimaDiT
 
 DRY_BLOCKS = 4  # the dry run's DiT: the tiny widths with enough blocks to swap two
@@ -74,7 +75,7 @@ def install(size: str, target: torch.device, dtype: torch.dtype) -> Callable[[],
     dit_config, qwen_config = configs(size)
     real_inspect, real_load_dit, real_load_qwen = loading.inspect_dit_file, loading.load_anima_dit, qwen3.load_qwen3
 
-    def inspect(path: Any, strict: bool = True) -> loading.DiTFileInfo:
+    def inspect(path: Any, strict: bool = True) -> DiTFileInfo:
         info = real_inspect(path, strict)
         return dataclasses.replace(info, config=dit_config, num_blocks=dit_config.num_blocks)
 

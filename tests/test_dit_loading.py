@@ -9,8 +9,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from library.anima import loading
+from library.anima.dit_header import inspect_dit_file
 from library.anima.llm_adapter import LLMAdapterConfig
-from library.anima.loading import inspect_dit_file, load_anima_dit, save_anima_dit
+from library.anima.loading import load_anima_dit, save_anima_dit
 from library.anima.model import AnimaConfig, AnimaDiT
 from library.errors import ModelFileError
 
@@ -36,15 +37,15 @@ def no_weight_reads(monkeypatch):
 
 
 @pytest.mark.parametrize("prefix", ["net.", "model.diffusion_model.", ""])
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-def test_each_prefix_and_dtype_loads(tmp_path, prefix, dtype):
+@pytest.mark.parametrize(("dtype", "name"), [(torch.bfloat16, "BF16"), (torch.float16, "F16"), (torch.float32, "F32")])
+def test_each_prefix_and_dtype_loads(tmp_path, prefix, dtype, name):
     sd = tiny_state_dict()
     path = tmp_path / "dit.safetensors"
     save_anima_dit(sd, path, prefix=prefix, dtype=dtype)
     with safe_open(str(path), "pt") as handle:
         assert all(key.startswith(prefix) for key in handle.keys())  # noqa: SIM118
     info = inspect_dit_file(path)
-    assert (info.prefix, info.dtype, info.has_adapter, info.fp8_scaled) == (prefix, dtype, True, False)
+    assert (info.prefix, info.dtype, info.has_adapter, info.fp8_scaled) == (prefix, name, True, False)
     assert (info.config, info.num_blocks, info.num_tensors) == (TINY, 2, len(sd))
     model = load_anima_dit(path, dtype=torch.float32)
     loaded = model.state_dict()

@@ -3,7 +3,9 @@ imported (issue 24 point 2): each case runs the real entry point in a fresh inte
 
 Breaks these catch (each tried once, each failed): `import torch` back at the top of library/atomic.py (the parser's
 imports: every case but --help's exit); `check_before_import(args)` not called in `main` (the model and count cases:
-torch loads before their errors). The last case shows the probe sees torch when a check does need it.
+torch loads before their errors); `expected_shapes` replaced by the meta model's state dict in dit_header.py, or
+`check_model_files` leaving out the width cross-check (the shape and width cases). The last case shows the probe
+sees torch when a check does need it.
 """
 
 from __future__ import annotations
@@ -56,14 +58,29 @@ def test_a_bad_value_in_the_train_toml_imports_none_of_them(tiny: Path, tmp_path
     assert (code, heavy) == (2, []) and "loss_type: invalid value 'L3'" in err
 
 
-@pytest.mark.parametrize("case", ["dataset", "model", "count", "cli"])
+def changed_copy(source: Path, target: Path, key: str, shape: tuple[int, ...]) -> Path:
+    """`source` with the tensor `key` replaced by zeros of `shape` (a damaged or mismatched file)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(source))
+    save_file(tensors | {key: tensors[key].new_zeros(shape)}, str(target))
+    return target
+
+
+@pytest.mark.parametrize("case", ["dataset", "model", "shape", "width", "count", "cli"])
 def test_mistakes_found_before_any_model_import_none_of_them(tiny: Path, tmp_path: Path, case: str) -> None:
     bad_dataset = tmp_path / "dataset.toml"
     bad_dataset.write_text("[general]\nshufle_caption = true\n\n" + (tiny / "dataset.toml").read_text(encoding="utf-8"),
                            encoding="utf-8")
+    models = tiny / "models"
     extra, message = {
         "dataset": (["--dataset_config", str(bad_dataset)], "shufle_caption"),
-        "model": (["--vae", str(tiny / "models" / "anima_tiny.safetensors")], "expected the file for --vae"),
+        "model": (["--vae", str(models / "anima_tiny.safetensors")], "expected the file for --vae"),
+        "shape": (["--pretrained_model_name_or_path", str(changed_copy(
+            models / "anima_tiny.safetensors", tmp_path / "dit.safetensors", "net.blocks.1.mlp.layer2.weight", (3, 5)))],
+            "net.blocks.1.mlp.layer2.weight [3, 5] (expected"),
+        "width": (["--qwen3", str(changed_copy(models / "qwen3_tiny.safetensors", tmp_path / "qwen3.safetensors",
+                                               "model.layers.0.post_attention_layernorm.weight", (24,)))], "wide Qwen states but the Qwen3 given"),
         "count": (["--max_train_steps", "0"], "--max_train_steps 0: must be 1 or more"),
         "cli": (["--network_dimm", "8"], "Did you mean `--network_dim`?"),
     }[case]

@@ -25,7 +25,8 @@ import pytest
 import torch
 from _tiny_run import forbid_model_loads, tiny_model, train, validate
 
-from library.anima.loading import inspect_dit_file, load_anima_dit
+from library.anima.dit_header import inspect_dit_file
+from library.anima.loading import load_anima_dit
 from library.errors import ConfigError
 from library.registries.schedulers import validate_scheduler
 from networks import lokr_anima, lora_anima

@@ -17,8 +17,8 @@ import torch
 import torch.nn as nn
 from safetensors import safe_open
 
+from library.anima.dit_header import inspect_dit_file
 from library.anima.file_slots import not_an_adapter
-from library.anima.loading import inspect_dit_file
 from library.anima.model import AnimaConfig, AnimaDiT
 from library.errors import ConfigError
 from networks._base import read_weights

@@ -25,7 +25,7 @@ from _lora_math import comfy_delta
 from _lora_read import ModulePatch, read_adapter, read_adapter_file
 from safetensors import safe_open
 
-from library.anima.loading import inspect_dit_file
+from library.anima.dit_header import inspect_dit_file
 from library.anima.model import AnimaDiT
 from library.atomic import save_safetensors_atomic
 from library.errors import ConfigError, ModelFileError

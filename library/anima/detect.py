@@ -14,6 +14,7 @@ from pathlib import Path
 
 from library.anima import vae_keys
 from library.anima.detect_adapters import identify_adapter
+from library.anima.dit_header import inspect_dit_file
 from library.anima.findings import Finding, TensorInfo
 from library.errors import ModelFileError
 
@@ -45,8 +46,6 @@ def _main_dtype(tensors: dict[str, TensorInfo]) -> str:
 
 def _dit(path: str, tensors: dict[str, TensorInfo]) -> Finding:
     """DiT facts come from the DiT loader's own header check, so the verdict is the loader's verdict."""
-    from library.anima.loading import inspect_dit_file  # lazy: it needs the model code, other kinds do not
-
     try:
         info = inspect_dit_file(path, strict=False)
     except ModelFileError as error:
@@ -123,7 +122,7 @@ def _vae(path: str, tensors: dict[str, TensorInfo]) -> Finding:
     return Finding(path, "vae", summary, True)
 
 
-def _identify_file(path: str, deep: bool = True) -> Finding:
+def _identify_file(path: str) -> Finding:
     try:
         tensors, metadata = read_header(path)
     except (OSError, ValueError) as error:
@@ -133,8 +132,6 @@ def _identify_file(path: str, deep: bool = True) -> Finding:
         return Finding(path, "unknown", f"not a readable safetensors file ({error})", False, fix)
     for key in tensors:
         if key.endswith("blocks.0.mlp.layer1.weight") and not key.startswith("llm_adapter."):
-            if not deep:  # the kind from the names alone: the tensor check needs the model code (torch)
-                return Finding(path, "dit", f"an Anima DiT by its tensor names, {_main_dtype(tensors)}", True)
             return _dit(path, tensors)
         if key.endswith("layers.0.post_attention_layernorm.weight"):
             return _qwen(path, tensors, key)
@@ -238,13 +235,12 @@ def _identify_folder(path: Path) -> Finding:
     )
 
 
-def identify(path: str | Path, deep: bool = True) -> Finding:
-    """Identify one file or folder. `deep=False` leaves out the DiT's tensor check, which imports torch, so that
-    a swapped file is found before torch loads; the trainer checks deeply later."""
+def identify(path: str | Path) -> Finding:
+    """Identify one file or folder, from headers and listings alone (no torch: it runs before torch loads)."""
     target = Path(path)
     if not target.exists():
         return Finding(str(path), "missing", "does not exist", False, "Check the path.")
-    return _identify_folder(target) if target.is_dir() else _identify_file(str(target), deep)
+    return _identify_folder(target) if target.is_dir() else _identify_file(str(target))
 
 
 def describe(path: str | Path) -> str:

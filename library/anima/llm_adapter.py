@@ -7,31 +7,12 @@ block class is `LLMAdapterTransformerBlock`, the name LyCORIS and kohya's LoRA t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from library.anima.config import LLMAdapterConfig
 from library.anima.layers import QKNormProjections, RMSNorm, attention, merge_heads
 from library.anima.rope import apply_rope, rope_1d
-
-
-@dataclass
-class LLMAdapterConfig:
-    """Adapter sizes; the real model's are the defaults (all 1024 wide, 6 layers, 16 heads of 64)."""
-
-    source_dim: int = 1024
-    target_dim: int = 1024
-    model_dim: int = 1024
-    num_layers: int = 6
-    num_heads: int = 16
-    mlp_ratio: float = 4.0
-    vocab_size: int = 32128
-
-    @property
-    def head_dim(self) -> int:
-        return self.model_dim // self.num_heads
-
 
 Rope = tuple[torch.Tensor, torch.Tensor]
 

@@ -20,9 +20,10 @@ from library.anima.attention_backend import apply_sdpa_backends, resolve_attn_mo
 from library.anima.block_swap import enable_block_swap, validate_blocks_to_swap
 from library.anima.compile import compile_blocks
 from library.anima.conditioning import build_context, collate_text, run_per_context_length
+from library.anima.dit_header import inspect_dit_file
 from library.anima.flow import broadcast_sigmas, noisy_input, velocity_target
 from library.anima.fp8 import apply_fp8_base
-from library.anima.loading import inspect_dit_file, load_anima_dit
+from library.anima.loading import load_anima_dit
 from library.anima.metadata import anima_metadata
 from library.anima.startup import anima_parser, check_model_files, check_model_paths
 from library.anima.text import AnimaTextEncoder, TextEncoding

@@ -1,7 +1,7 @@
 """Anima's part of start-up that needs no torch: the parser, and the model files checked from their headers.
 
 `anima_train_network.main` parses and checks with these before it imports the trainer (and torch with it);
-`AnimaNetworkTrainer.assert_extra_args` calls them again, then checks the DiT's tensors deeply.
+`AnimaNetworkTrainer.assert_extra_args` calls them again (a trainer can be driven without `main`).
 """
 
 from __future__ import annotations
@@ -37,14 +37,14 @@ def check_model_paths(args: Namespace) -> None:
                           f"Leave it unset to use the bundled T5 tokenizer.")
 
 
-def check_model_files(args: Namespace, deep: bool = True) -> None:
-    """From the files' headers alone: --vae is a VAE, --qwen3 a Qwen3, and the DiT's adapter reads that Qwen3's width
-    (what tools/check_anima_models.py tells), so a swapped path fails now, not after the dataset and DiT load.
-    `deep=False` checks the DiT by its tensor names only (no torch); the width cross-check then waits."""
+def check_model_files(args: Namespace) -> None:
+    """From the files' headers alone (no torch): the DiT has every tensor in its shape, --vae is a VAE, --qwen3 a
+    Qwen3, and the DiT's adapter reads that Qwen3's width (what tools/check_anima_models.py tells), so a swapped
+    or damaged file fails in the first second, not after the dataset and DiT load."""
     findings = []
     for option, path, kind in (("--pretrained_model_name_or_path", args.pretrained_model_name_or_path, "dit"),
                                ("--vae", args.vae, "vae"), ("--qwen3", args.qwen3, "qwen3")):
-        finding = identify(path, deep=deep)
+        finding = identify(path)
         if finding.kind != kind or not finding.loads:
             raise ModelFileError(path, f"the file for {option} ({EXPECTED_KINDS[kind]})", finding.summary,
                                  finding.fix or f"Pass {EXPECTED_KINDS[kind]} with {option}.")
