@@ -32,7 +32,8 @@ def check_counts(args: Namespace) -> None:
     """Ranks, accumulation and the run's length: zero or negative values are refused with the option's name."""
     positive = [("--network_dim", args.network_dim, "the LoRA / LoKr rank, e.g. 16 (or leave it unset)"),
                 ("--gradient_accumulation_steps", args.gradient_accumulation_steps, "1 for no accumulation"),
-                ("--max_train_epochs", args.max_train_epochs, "a number of epochs, or leave it unset")]
+                ("--max_train_epochs", args.max_train_epochs, "a number of epochs, or leave it unset"),
+                ("--logging_every_n_steps", args.logging_every_n_steps, "1 to read the loss every step")]
     if not args.max_train_epochs:  # --max_train_epochs replaces --max_train_steps (trainer._schedule)
         positive.append(("--max_train_steps", args.max_train_steps, "the number of optimizer steps, e.g. 1600"))
     for option, value, fix in positive:

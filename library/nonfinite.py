@@ -27,29 +27,40 @@ FIX = ("Check those images (and their captions), delete their latent and text-en
 
 
 class NonFiniteGuard:
-    """Collects a step's micro-batch losses and image files; `skip_step` decides, with every process, what to do."""
+    """Collects a step's micro-batch losses (device tensors) and image files; `read_flags` learns, with every process
+    and in one host read, whether they were finite; `skip_step` decides what to do."""
 
     def __init__(self, mode: str, accelerator: Any) -> None:
         self.mode, self.acc = mode, accelerator
-        self.losses: list[float] = []
+        self.losses: list[torch.Tensor] = []
         self.files: list[str] = []
+        self.finite: list[bool] = [True]  # per process, from the last `read_flags`
         self.skipped = 0  # skipped steps in this run
         self.in_a_row = 0
 
-    def note(self, loss: float, files: list[str]) -> None:
-        self.losses.append(loss)
+    def note(self, loss: torch.Tensor, files: list[str]) -> None:
+        self.losses.append(loss.detach())
         self.files += files
+
+    def read_flags(self, signum: int) -> list[int]:
+        """The step's one wait on the device: each process's "all losses finite" flag, gathered with its stop signal
+        (returned, for `StopRequest.agree`), so that a step reads the device once, not once per question."""
+        finite = torch.stack(self.losses).isfinite().all()
+        if self.acc.num_processes == 1:
+            self.finite = [bool(finite)]
+            return [signum]
+        local = torch.stack([finite.long(), torch.full((), signum, dtype=torch.long, device=finite.device)])
+        rows = self.acc.gather(local[None]).tolist()
+        self.finite = [bool(row[0]) for row in rows]
+        return [int(row[1]) for row in rows]
 
     def skip_step(self, step: int, epoch: int) -> bool:
         """True: drop this step. Raises NonFiniteError to stop the run (every process at this same step)."""
-        bad = [loss for loss in self.losses if not math.isfinite(loss)]
-        files, self.losses, self.files = self.files, [], []
-        flags = [bool(bad)]
-        if self.acc.num_processes > 1:
-            flags = self.acc.gather(torch.tensor(flags, device=self.acc.device)).tolist()
-        if not any(flags):
+        losses, files, self.losses, self.files = self.losses, self.files, [], []
+        if all(self.finite):
             self.in_a_row = 0
             return False
+        bad = [value for value in (float(loss) for loss in losses) if not math.isfinite(value)]  # rare: read them
         where = f"at step {step} (epoch {epoch})"
         what = (f"the loss is {bad[0]} {where} on the batch of {', '.join(files)}" if bad else
                 f"another process's loss is not finite {where} (its message names its images)")

@@ -126,7 +126,7 @@ class StepLogger:
 
     def __init__(self, accelerator: Any, lr_descriptions: Sequence[str], histogram_every: int = 10) -> None:
         self.acc, self.lr_descriptions, self.histogram_every = accelerator, list(lr_descriptions), histogram_every
-        self._sigmas: list[np.ndarray] = []
+        self._sigmas: list[torch.Tensor] = []  # on the device until the histogram reads them all at once
 
     @property
     def active(self) -> bool:
@@ -135,7 +135,7 @@ class StepLogger:
     def add_sigmas(self, sigmas: torch.Tensor) -> None:
         """Collect the sigmas (timesteps in [0, 1]) one micro-batch drew; they go out with the next histogram."""
         if self.active:
-            self._sigmas.append(sigmas.detach().float().flatten().cpu().numpy())
+            self._sigmas.append(sigmas.detach().float().flatten())
 
     def log(self, step: int, loss: float, average: float, lrs: Sequence[float],
             param_groups: Sequence[dict[str, Any]] = ()) -> None:
@@ -150,7 +150,9 @@ class StepLogger:
                 logs[f"lr/d*lr/{name}"] = float(group["d"]) * float(group["lr"])
         self.acc.log(logs, step=step)
         if self._sigmas and step % self.histogram_every == 0:
-            self._log_histogram(step, np.concatenate(self._sigmas))
+            import torch  # at run time only: this module is read before torch loads
+
+            self._log_histogram(step, torch.cat(self._sigmas).cpu().numpy())
             self._sigmas = []
 
     def _log_histogram(self, step: int, values: np.ndarray) -> None:

@@ -28,6 +28,7 @@ from library.nonfinite import NonFiniteGuard
 from library.run_summary import saved_line, training_summary
 from library.sample_draws import micro_seed, sample_generators, sample_seed
 from library.signals import StopRequest, end_run, exit_code, exit_worker
+from library.step_readout import StepReadout
 from library.validation import log_validation, num_validation_batches, run_validation
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class TrainLoop:
         self.losses: list[tuple[int, float]] = []
         self.stop = StopRequest()
         self.nonfinite = NonFiniteGuard(args.nonfinite_loss, accelerator)
+        self.readout = StepReadout(args.logging_every_n_steps)
+        self.signums: list[int] = [0]  # each process's stop signal, read with the step's finite flags
         self.step_logger = tracking.StepLogger(accelerator, lr_descriptions)
         self.started_at = self.run_started_at = time.time()
         self.run_first_step = 0
@@ -100,27 +103,29 @@ class TrainLoop:
         n_batches = len(self.loader)
         skip, self.skip_batches = self.skip_batches, 0
         loader = self.acc.skip_first_batches(self.loader, skip) if skip else self.loader
-        step_losses: list[float] = []
+        step_losses: list[torch.Tensor] = []  # on the device: read every --logging_every_n_steps (step_readout.py)
         for index, batch in enumerate(loader, start=skip):
             step_losses.append(self._micro_step(batch, epoch, index, grad_accum))
             self.nonfinite.note(step_losses[-1], batch["image_keys"])
             if (index + 1) % grad_accum and index + 1 != n_batches:
                 continue
+            self.signums = self.nonfinite.read_flags(self.stop.signum)  # the step's one wait on the device
             skipped = self.nonfinite.skip_step(self.global_step + 1, epoch)  # or stops the run, weights untouched
             self._optimizer_step(skipped)
             self.global_step += 1
-            loss = sum(step_losses) / len(step_losses)
+            progress.update(1)
+            if not skipped:  # a skipped step has no loss row: a gap in the loss log and curve
+                self.readout.add(self.global_step, torch.stack(step_losses).mean(), self.scheduler.get_last_lr(),
+                                 self.optimizer.param_groups)
             step_losses = []
             self.position = (epoch, index + 1)
-            if skipped:
-                progress.update(1)  # no loss row: a gap in the loss log and curve
-            else:
-                self.losses.append((self.global_step, loss))
-                self._log_step(loss, progress)
+            if self.readout.due(self.global_step):
+                self._read_losses(progress)
             self._after_step(epoch)
             if self.global_step >= args.max_train_steps:
                 break  # a stop asked for at the last step just finishes: the final LoRA is written either way
-            if self._stop_requested():
+            # any process's signal stops all of them after this same step (alone, the signal is read now)
+            if self.stop.agree(self.signums if self.acc.num_processes > 1 else [self.stop.signum]):
                 self._interrupt(epoch, progress)
         self._after_epoch(epoch)
 
@@ -141,7 +146,7 @@ class TrainLoop:
         self.step_logger.add_sigmas(sigmas)
         loss = reduce_loss(args, pred, target, sigmas, weighting, batch["loss_weights"], batch.get("alpha_masks"))
         acc.backward(loss / grad_accum)
-        return float(loss.detach())
+        return loss.detach()
 
     def _optimizer_step(self, skip: bool = False) -> None:
         """`skip` (a non-finite step): drop the gradients; neither the weights nor the schedule move."""
@@ -159,13 +164,15 @@ class TrainLoop:
         self.optimizer.zero_grad(set_to_none=True)
 
     # ---- what happens between steps ---------------------------------------------------------------
-    def _log_step(self, loss: float, progress: Any) -> None:
-        recent = [value for _, value in self.losses[-self.steps_per_epoch:]]
-        average = sum(recent) / len(recent)
-        lrs = self.scheduler.get_last_lr()
-        progress.update(1)
-        progress.set_postfix(loss=f"{loss:.4f}", avr_loss=f"{average:.4f}", lr=f"{lrs[0]:.2e}")
-        self.step_logger.log(self.global_step, loss, average, lrs, self.optimizer.param_groups)
+    def _read_losses(self, progress: Any = None) -> None:
+        """The steps whose losses wait on the device: to the loss list, the trackers and the bar's loss/avr_loss."""
+        for row in (rows := self.readout.take()):
+            self.losses.append((row.step, row.loss))
+            recent = [value for _, value in self.losses[-self.steps_per_epoch:]]
+            average = sum(recent) / len(recent)
+            self.step_logger.log(row.step, row.loss, average, row.lrs, row.groups)
+        if rows and progress is not None:
+            progress.set_postfix(loss=f"{rows[-1].loss:.4f}", avr_loss=f"{average:.4f}", lr=f"{rows[-1].lrs[0]:.2e}")
 
     def _after_step(self, epoch: int) -> None:
         args = self.args
@@ -206,15 +213,9 @@ class TrainLoop:
                               self.validation, self.global_step)
 
     def _log_validation(self, kind: str, loss: float) -> None:
+        self._read_losses()  # the divergence compares with the latest training losses
         log_validation(self.acc, kind, loss, [value for _, value in self.losses[-self.steps_per_epoch:]],
                        self.global_step)
-
-    def _stop_requested(self) -> bool:
-        """One collective per step: a signal seen by any process stops all of them after this same step."""
-        signums = torch.tensor([self.stop.signum], device=self.acc.device)
-        if self.acc.num_processes > 1:
-            signums = self.acc.gather(signums)
-        return self.stop.agree([int(s) for s in signums.tolist()])
 
     def _interrupt(self, epoch: int, progress: Any) -> None:
         progress.close()  # before the resume command: closing it on the way out would print the bar below it
@@ -297,5 +298,6 @@ class TrainLoop:
         return self.output_dir / f"{self.output_name}-loss.csv"
 
     def _write_loss_log(self) -> None:
+        self._read_losses()  # a state's loss log covers every step it holds
         if self.acc.is_main_process:
             write_loss_log(self._loss_log_path(), self.losses)

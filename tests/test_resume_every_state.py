@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -51,15 +50,15 @@ STOP_AT = 7
 
 
 def signal_after_step(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
-    """A real SIGINT to this process right after `step` is logged, through the trainer's own handler."""
-    original = TrainLoop._log_step
+    """A real SIGINT to this process right after `step` is done, through the trainer's own handler."""
+    original = TrainLoop._after_step
 
-    def log_then_signal(loop: TrainLoop, loss: float, progress: Any) -> None:
-        original(loop, loss, progress)
+    def step_then_signal(loop: TrainLoop, epoch: int) -> None:
+        original(loop, epoch)
         if loop.global_step == step:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(TrainLoop, "_log_step", log_then_signal)
+    monkeypatch.setattr(TrainLoop, "_after_step", step_then_signal)
 
 
 @pytest.fixture(scope="module")

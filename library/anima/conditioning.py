@@ -79,9 +79,10 @@ def run_per_context_length(dit: Callable[..., torch.Tensor], x: torch.Tensor, ti
     """The DiT on each group of `context_groups` with its own rows, the outputs back in batch order: without a key
     mask, a caption batched with one past 512 tokens would attend to the long one's extra zero rows (5.9e-3
     relative on the tiny model), which ComfyUI, conditioning each caption alone, never shows it."""
-    groups = context_groups(t5_mask.to(context.device))
+    groups = context_groups(t5_mask)  # pass the host mask: grouping reads it, which would wait on a GPU
     if len(groups) == 1:
         return dit(x, timesteps, context[:, :groups[0][1]])
+    groups = [(index.to(x.device, non_blocking=True), rows) for index, rows in groups]
     outputs = [dit(x[index], timesteps[index], context[index, :rows]) for index, rows in groups]
     order = torch.cat([index for index, _ in groups])
     return torch.cat(outputs)[torch.argsort(order)]

@@ -150,7 +150,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         dit = models.denoiser
         device, dtype = latents.device, next(dit.parameters()).dtype
-        batch = {key: value.to(device) for key, value in collate_text([TextEncoding(**t) for t in text]).items()}
+        batch = collate_text([TextEncoding(**t) for t in text])  # on the host: masks are read there, not on the GPU
         context = build_context(dit.llm_adapter, batch)
         noise = randn_per_sample(latents.shape, generators, device, latents.dtype)
         if sigmas is None:

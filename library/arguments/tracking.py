@@ -11,6 +11,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--log_with", type=str, default=None, choices=["tensorboard", "wandb", "all"], help="Tracker(s) to log to."
     )
+    g.add_argument(
+        "--logging_every_n_steps", type=int, default=10,
+        help="Read the step losses from the GPU every N steps, all at once: each step's loss still reaches the logs, "
+        "the loss CSV and the progress bar, N steps later at most. A read makes the CPU wait for the GPU, so reading "
+        "every step (1) slows small steps; the bar's step count moves every step either way.")
     g.add_argument("--log_prefix", type=str, default=None, help="Prefix of the run folder name.")
     g.add_argument("--log_tracker_name", type=str, default=None, help="Tracker/project name (default network_train).")
     g.add_argument("--wandb_run_name", type=str, default=None, help="wandb run name.")
