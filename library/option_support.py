@@ -14,7 +14,6 @@ NO_EFFECT = {
     "highvram": "memory placement is decided per option here",
     "disable_mmap_load_safetensors": "model files are read tensor by tensor already",
     "vae_disable_cache": "diffusers' VAE clears its frame cache itself for single images",
-    "split_attn": "SDPA handles the whole batch; xformers is not used",
     "llm_adapter_path": "the llm_adapter is read from the DiT file, as in kohya",
     "network_train_unet_only": "only the DiT (and its llm_adapter) is ever trained",
 }
