@@ -49,7 +49,6 @@ REFUSED = {
     "initial_epoch": "use --resume with a state folder, which restores the step exactly",
     "initial_step": "use --resume with a state folder, which restores the step exactly",
     "skip_until_initial_step": "use --resume with a state folder, which restores the data position exactly",
-    "fused_backward_pass": "not supported; use --gradient_checkpointing or --blocks_to_swap to save memory",
     "huggingface_repo_id": "uploads are not supported; upload the output folder with `huggingface-cli upload`",
     "save_state_to_huggingface": "uploads are not supported; upload the state folder with `huggingface-cli upload`",
     "resume_from_huggingface": "download the state folder first, then --resume it",
