@@ -13,7 +13,8 @@ Breaks these tests catch (each was made once and failed them):
 - library/anima/attention_backend.py raising for xformers again: the attention tests and the tiny run fail;
 - a `_SILENT_AT` entry removed or a warning loop dropped: that option is silent (the warning tests);
 - library/run_monitor.py without the spike warning, or `ask` not called under the raise policy: the monitor tests;
-- library/option_support.py without `qwen3_max_token_length` in FLOW_NO_EFFECT: the tiny run's warning check.
+- library/option_support.py without `qwen3_max_token_length` in FLOW_NO_EFFECT: the tiny run's warning check;
+- library/tracking.py `StepLogger.log` without `**extra`: the tiny run logs no `alert/loss_spike`.
 """
 
 from __future__ import annotations
@@ -219,7 +220,7 @@ def test_a_seed_style_toml_with_every_seed_key_trains(tmp_path: Path, caplog: py
              "anima_resume_snapshot_strict = false", "resume_ignore_optimizer_mismatch = true",
              "t5_tokenizer_validate_strict = false", "auto_start_tensorboard = true",
              'tensorboard_host = "127.0.0.1"', "tensorboard_port = 6006", "train_norm = true",
-             "qwen3_max_token_length = 512", "t5_max_token_length = 512"]
+             "qwen3_max_token_length = 512", "t5_max_token_length = 512", f'logging_dir = "{tmp_path / "logs"}"']
     config = tmp_path / "anima_seed_style_train_args.toml"
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     reset_accelerate()
@@ -235,6 +236,12 @@ def test_a_seed_style_toml_with_every_seed_key_trains(tmp_path: Path, caplog: py
     with safe_open(str(lora), "pt") as file:
         meta = file.metadata()
     assert (meta["ss_timestep_sampling"], float(meta["ss_discrete_flow_shift"])) == ("shift", 3.0)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run_dir,) = (tmp_path / "logs").iterdir()
+    events = EventAccumulator(str(run_dir / "network_train"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("alert/loss_spike")] == [1, 2]  # the seed's monitor, on our trackers
     text = caplog.text
     for said in ("--xformers: xformers computes the same attention", "--anima_seq_len 128:",
                  "--resume_ignore_optimizer_mismatch True:", "--t5_tokenizer_validate_strict False:",
