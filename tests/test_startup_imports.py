@@ -3,7 +3,7 @@ imported (issue 24 point 2): each case runs the real entry point in a fresh inte
 
 Breaks these catch (each tried once, each failed): `import torch` back at the top of library/atomic.py (the parser's
 imports: every case but --help's exit); `check_before_import(args)` not called in `main` (the model and count cases:
-torch loads before their errors). The last case shows the probe sees torch when a check does need it.
+torch loads before their errors); `apply_seed_options` not called there (the seed case: its error waits for torch). The last case shows the probe sees torch when a check does need it.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def test_a_bad_value_in_the_train_toml_imports_none_of_them(tiny: Path, tmp_path
     assert (code, heavy) == (2, []) and "loss_type: invalid value 'L3'" in err
 
 
-@pytest.mark.parametrize("case", ["dataset", "model", "count", "cli"])
+@pytest.mark.parametrize("case", ["dataset", "model", "count", "cli", "seed"])
 def test_mistakes_found_before_any_model_import_none_of_them(tiny: Path, tmp_path: Path, case: str) -> None:
     bad_dataset = tmp_path / "dataset.toml"
     bad_dataset.write_text("[general]\nshufle_caption = true\n\n" + (tiny / "dataset.toml").read_text(encoding="utf-8"),
@@ -66,6 +66,7 @@ def test_mistakes_found_before_any_model_import_none_of_them(tiny: Path, tmp_pat
         "model": (["--vae", str(tiny / "models" / "anima_tiny.safetensors")], "expected the file for --vae"),
         "count": (["--max_train_steps", "0"], "--max_train_steps 0: must be 1 or more"),
         "cli": (["--network_dimm", "8"], "Did you mean `--network_dim`?"),
+        "seed": (["--anima_flow_shift", "0"], "--anima_flow_shift must be positive"),
     }[case]
     code, heavy, err = run_main("--config_file", str(tiny / "train_args.toml"), "--output_dir", str(tmp_path / "o"),
                                 *extra)
