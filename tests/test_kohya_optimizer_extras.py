@@ -12,6 +12,7 @@ Breaks these tests catch (each was made once and failed them):
 - library/registries/optimizers/fused_backward.py `_step_one` without its `param.grad = None`: the parity test (the
   gradients are not freed); without a `problems` line: the refusal test. (Adafactor's update is invariant to the
   gradient's scale, so the per-parameter clip kohya applies cannot show in its result.)
+- `_step_one` without its `torch.where(finite, ...)`: a NaN gradient reaches the weights (the NaN test);
 - library/trainer.py without its `enable_fused_backward` line: no parameter steps inside backward (the step count);
   the loop's step left as a no-op with no hooks registered: the fused LoRA no longer equals the normal one.
 """
@@ -131,6 +132,19 @@ def test_fused_backward_steps_each_parameter_as_adafactor_and_frees_its_gradient
         reference.zero_grad()
         for ours, theirs in zip(model.parameters(), reference_model.parameters(), strict=True):
             assert torch.allclose(ours, theirs, atol=1e-7), seed
+
+
+def test_a_nan_gradient_leaves_the_weights_as_they_were_under_fused_backward() -> None:
+    args = make_args("--optimizer_type", "AdaFactor", "--fused_backward_pass", "--optimizer_args",
+                     "relative_step=False", "--learning_rate", "0.01")
+    model = torch.nn.Linear(4, 2)
+    before = [p.detach().clone() for p in model.parameters()]
+    bundle = build_optimizer(args, [{"params": list(model.parameters())}])
+    enable_fused_backward(args, bundle.optimizer)
+    (model(torch.ones(1, 4)).sum() * float("nan")).backward()
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))
+    model(torch.ones(1, 4)).sum().backward()
+    assert not torch.equal(model.weight, before[0])  # a finite one steps
 
 
 @pytest.mark.parametrize("extra,said", [

@@ -55,9 +55,11 @@ def enable_fused_backward(args: argparse.Namespace, optimizer: torch.optim.Optim
 
 def _step_one(optimizer: torch.optim.Optimizer, step: Any, group: dict[str, Any], max_norm: float | None,
               param: torch.Tensor) -> None:
-    """The optimizer's own step, shown only `param` (its group's settings, the current learning rate)."""
+    """The optimizer's own step, shown only `param` (its group's settings, the current learning rate). A non-finite
+    gradient leaves the weight as it was, so --nonfinite_loss stop still stops before a NaN reaches the weights."""
     import torch
 
+    finite, before = torch.isfinite(param.grad).all(), param.detach().clone()
     if max_norm:
         torch.nn.utils.clip_grad_norm_([param], max_norm)
     groups = optimizer.param_groups
@@ -66,6 +68,7 @@ def _step_one(optimizer: torch.optim.Optimizer, step: Any, group: dict[str, Any]
         step()
     finally:
         optimizer.param_groups = groups
+    param.data.copy_(torch.where(finite, param.detach(), before))  # no host sync; the loop's NaN check then stops
     param.grad = None
 
 
