@@ -36,7 +36,8 @@ FLOW_NO_EFFECT = {
     "min_snr_gamma": _SD_LOSS, "debiased_estimation_loss": _SD_LOSS,
     "scale_v_pred_loss_like_noise_pred": _SD_LOSS, "v_pred_like_loss": _SD_LOSS,
     "weighted_captions": "captions are literal text, as in ComfyUI",
-    "mem_eff_attn": "SD's attention; choose Anima's kernel with --attn_mode",
+    "mem_eff_attn": "SD's attention; Anima's runs through SDPA, which includes a memory-efficient kernel (--attn_mode "
+                    "mem_efficient forces it)",
     "qwen3_max_token_length": "captions are never truncated, as in ComfyUI",
     "t5_max_token_length": "captions are never truncated, as in ComfyUI",
     "self_attn_lr": _FULL_FT, "cross_attn_lr": _FULL_FT, "mlp_lr": _FULL_FT, "mod_lr": _FULL_FT,
