@@ -53,7 +53,7 @@ class TrainLoop:
         self.losses: list[tuple[int, float]] = []
         self.stop = StopRequest()
         self.nonfinite = NonFiniteGuard(args.nonfinite_loss, accelerator)
-        self.step_logger = tracking.StepLogger(accelerator, lr_descriptions, RunMonitor(args, accelerator.device, self.stop))
+        self.step_logger = tracking.StepLogger(accelerator, lr_descriptions, RunMonitor(args, self.acc.device, self.stop))
         self.started_at = self.run_started_at = time.time()
         self.run_first_step = 0
         validation = getattr(dataset, "validation", None)

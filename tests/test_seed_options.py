@@ -130,8 +130,8 @@ class Recorder(torch.nn.Module):
         return self.dit(x, timesteps, context)
 
 
-@pytest.mark.parametrize("attn_mode,xformers,split", [(None, True, False), (None, True, True), ("xformers", False, True),
-                                                      ("sageattn", False, False)])
+@pytest.mark.parametrize("attn_mode,xformers,split", [(None, True, False), (None, True, True),
+                                                      ("xformers", False, True), ("sageattn", False, False)])
 def test_attention_that_sdpa_covers_runs_as_sdpa_and_says_so_once(attn_mode: str | None, xformers: bool, split: bool,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):

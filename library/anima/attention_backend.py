@@ -36,7 +36,9 @@ _SDPA_INSTEAD = {
 _SPLIT = "--split_attn is not needed: SDPA takes the whole batch at once"
 
 
-def resolve_attn_mode(attn_mode: str | None, xformers: bool = False, split_attn: bool = False) -> list[SDPBackend] | None:
+def resolve_attn_mode(
+    attn_mode: str | None, xformers: bool = False, split_attn: bool = False
+) -> list[SDPBackend] | None:
     """The SDPA kernels `--attn_mode` allows (None: torch's choice); `--attn_mode` overrides `--xformers`. A kernel
     that SDPA stands in for is warned about once, with `--split_attn` in the same line."""
     if attn_mode is None:

@@ -18,10 +18,11 @@ from library.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-SEED = "the seed project's"
+SEED = "The seed project's"
 # The seed's sampler: sigma = shift(sigmoid(scale * N(0, 1))) or shift(U(0, 1)), shift k*s / (1 + (k-1)*s).
 SEED_SAMPLERS = {"logit_normal": "shift", "uniform": "uniform_shift"}
-SEED_SAMPLING_DEFAULTS = {"anima_timestep_sampling": "logit_normal", "anima_sigmoid_scale": 1.0, "anima_flow_shift": 3.0}
+SEED_SAMPLING_DEFAULTS = {"anima_timestep_sampling": "logit_normal", "anima_sigmoid_scale": 1.0,
+                          "anima_flow_shift": 3.0}
 # Our defaults (library/anima/args.py ANIMA_DEFAULTS): a value still at one of them was not chosen by the user.
 _OURS = {"timestep_sampling": "sigmoid", "sigmoid_scale": 1.0, "discrete_flow_shift": 1.0}
 _WARNINGS = {
@@ -56,9 +57,11 @@ def add_seed_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"{SEED} noise-level sampler, with its defaults for the two below: logit_normal = "
                    "--timestep_sampling shift, uniform = --timestep_sampling uniform_shift.")
     g.add_argument("--anima_sigmoid_scale", type=float, default=None,
-                   help=f"{SEED} logit-normal scale (default 1.0 when an anima_* sampling option is set): --sigmoid_scale.")
+                   help=f"{SEED} logit-normal scale (default 1.0 when an anima_* sampling option is set): "
+                   "--sigmoid_scale.")
     g.add_argument("--anima_flow_shift", type=float, default=None,
-                   help=f"{SEED} flow shift (default 3.0 when an anima_* sampling option is set): --discrete_flow_shift.")
+                   help=f"{SEED} flow shift (default 3.0 when an anima_* sampling option is set): "
+                   "--discrete_flow_shift.")
     g.add_argument("--anima_noise_offset", type=float, default=None,
                    help=f"{SEED} channel-wise noise offset: the flow-matching noise gets offset x N(0, 1) added per "
                    "sample and channel (the same for every pixel), in the model input and the velocity target.")
@@ -104,8 +107,8 @@ def _map_sampling(args: Namespace) -> None:
     for ours, value in mapped.items():
         current = getattr(args, ours)
         if current not in (_OURS[ours], value):
-            raise ConfigError(f"--{ours} {current} contradicts {SEED} sampling options (they mean --{ours} {value}): "
-                              f"keep one of the two.")
+            raise ConfigError(f"--{ours} {current} contradicts the seed project's sampling options (they mean "
+                              f"--{ours} {value}): keep one of the two.")
     for name in ("anima_sigmoid_scale", "anima_flow_shift"):
         if not seed[name] > 0:
             raise ConfigError(f"--{name} must be positive (got {seed[name]}).")

@@ -50,7 +50,8 @@ def enable_fused_backward(args: argparse.Namespace, optimizer: torch.optim.Optim
         for param in group["params"]:
             param.register_post_accumulate_grad_hook(
                 functools.partial(_step_one, optimizer, step, group, args.max_grad_norm))
-    optimizer.step = types.MethodType(_stepped_in_backward, optimizer)  # type: ignore[method-assign]  # bound: torch's LR schedulers wrap it
+    # bound, as torch's LR schedulers expect when they wrap it
+    optimizer.step = types.MethodType(_stepped_in_backward, optimizer)  # type: ignore[method-assign]
 
 
 def _step_one(optimizer: torch.optim.Optimizer, step: Any, group: dict[str, Any], max_norm: float | None,
