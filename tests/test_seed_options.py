@@ -13,6 +13,7 @@ Breaks these tests catch (each was made once and failed them):
 - library/anima/attention_backend.py raising for xformers again: the attention tests and the tiny run fail;
 - a `_SILENT_AT` entry removed or a warning loop dropped: that option is silent (the warning tests);
 - library/run_monitor.py without the spike warning, or `ask` not called under the raise policy: the monitor tests;
+  library/train_loop.py handing RunMonitor a `StopRequest()` of its own: the real run does not stop;
 - library/option_support.py without `qwen3_max_token_length` in FLOW_NO_EFFECT: the tiny run's warning check;
 - library/tracking.py `StepLogger.log` without `**extra`: the tiny run logs no `alert/loss_spike`.
 """
@@ -27,7 +28,7 @@ from types import SimpleNamespace
 import pytest
 import toml
 import torch
-from _tiny_run import reset_accelerate, state_dict_of, tiny_model
+from _tiny_run import reset_accelerate, state_dict_of, tiny_model, train
 
 from anima_train_network import AnimaNetworkTrainer
 from library.anima.attention_backend import resolve_attn_mode
@@ -192,6 +193,25 @@ def test_the_monitor_warns_on_a_loss_spike_and_its_raise_policy_stops_on_memory(
     assert stop.signum == MONITOR_STOP and exit_code(stop.signum) == MONITOR_EXIT
     stop.agree([stop.signum])
     assert stop.signal_name.startswith("--anima_monitor_alert_policy raise (GPU memory 90% reserved")
+
+
+def test_a_monitor_stop_in_a_real_run_saves_a_state_and_prints_the_resume_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The memory alert itself needs CUDA (tested above); here the loop's half: a stop the monitor asks for at step
+    2 ends the run like a signal, with exit code 4."""
+    def step(self: RunMonitor, step: int, loss: float) -> dict[str, float]:
+        if step == 2:
+            self.stop.ask("--anima_monitor_alert_policy raise (test)")
+        return {}
+
+    monkeypatch.setattr(RunMonitor, "step", step)
+    tiny = tiny_model(tmp_path / "tiny")
+    with pytest.raises(SystemExit) as stopped:
+        train(tiny, tmp_path / "out", "--anima_monitor_alert_policy", "raise", "--max_train_steps", "5")
+    assert stopped.value.code == MONITOR_EXIT
+    said = capsys.readouterr().out
+    assert "Stopped by --anima_monitor_alert_policy raise (test) at step 2." in said and "--resume" in said
+    assert (tmp_path / "out" / "anima_tiny_lora-step00000002-state").is_dir()
 
 
 def test_the_raise_policy_and_skipping_nan_steps_contradict() -> None:
