@@ -14,6 +14,7 @@ import sys
 from argparse import Namespace
 from typing import Any
 
+from library.anima.seed_options import apply_seed_options
 from library.anima.startup import anima_parser, check_model_files, check_model_paths
 from library.args import parse_args, setup_console_logging
 from library.errors import UserError
@@ -35,6 +36,7 @@ def __getattr__(name: str) -> Any:
 def check_before_import(args: Namespace) -> None:
     """Every check that needs no torch; the trainer repeats them (and prints their warnings) in `validate`."""
     with warnings_muted():
+        apply_seed_options(args)
         check_before_torch(args)
         check_model_paths(args)
         check_model_files(args)

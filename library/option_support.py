@@ -14,7 +14,6 @@ NO_EFFECT = {
     "highvram": "memory placement is decided per option here",
     "disable_mmap_load_safetensors": "model files are read tensor by tensor already",
     "vae_disable_cache": "diffusers' VAE clears its frame cache itself for single images",
-    "split_attn": "SDPA handles the whole batch; xformers is not used",
     "llm_adapter_path": "the llm_adapter is read from the DiT file, as in kohya",
     "network_train_unet_only": "only the DiT (and its llm_adapter) is ever trained",
 }
@@ -37,7 +36,8 @@ FLOW_NO_EFFECT = {
     "min_snr_gamma": _SD_LOSS, "debiased_estimation_loss": _SD_LOSS,
     "scale_v_pred_loss_like_noise_pred": _SD_LOSS, "v_pred_like_loss": _SD_LOSS,
     "weighted_captions": "captions are literal text, as in ComfyUI",
-    "mem_eff_attn": "SD's attention; choose Anima's kernel with --attn_mode",
+    "mem_eff_attn": "SD's attention; Anima's runs through SDPA, which includes a memory-efficient kernel (--attn_mode "
+                    "mem_efficient forces it)",
     "qwen3_max_token_length": "captions are never truncated, as in ComfyUI",
     "t5_max_token_length": "captions are never truncated, as in ComfyUI",
     "self_attn_lr": _FULL_FT, "cross_attn_lr": _FULL_FT, "mlp_lr": _FULL_FT, "mod_lr": _FULL_FT,
@@ -50,7 +50,6 @@ REFUSED = {
     "initial_epoch": "use --resume with a state folder, which restores the step exactly",
     "initial_step": "use --resume with a state folder, which restores the step exactly",
     "skip_until_initial_step": "use --resume with a state folder, which restores the data position exactly",
-    "fused_backward_pass": "not supported; use --gradient_checkpointing or --blocks_to_swap to save memory",
     "huggingface_repo_id": "uploads are not supported; upload the output folder with `huggingface-cli upload`",
     "save_state_to_huggingface": "uploads are not supported; upload the state folder with `huggingface-cli upload`",
     "resume_from_huggingface": "download the state folder first, then --resume it",

@@ -20,10 +20,12 @@ from types import FrameType
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+MONITOR_STOP = 256  # not a signal number: a stop the run asked for itself (library/run_monitor.py)
+MONITOR_EXIT = 4  # its exit status (docs/troubleshooting.md)
 
 
 def exit_code(signum: int) -> int:
-    return 128 + signum
+    return MONITOR_EXIT if signum == MONITOR_STOP else 128 + signum
 
 
 def end_run(accelerator: Any) -> None:
@@ -102,6 +104,7 @@ class StopRequest:
         self.signum = 0  # the first stop signal this process received
         self.agreed = 0  # the one all processes stop for (0: none yet)
         self.saving = False
+        self.reason = ""  # why this process asked to stop itself (`ask`)
         self._previous: dict[int, object] = {}
         self._pid = os.getpid()
 
@@ -111,7 +114,14 @@ class StopRequest:
 
     @property
     def signal_name(self) -> str:
+        if self.agreed == MONITOR_STOP:
+            return self.reason or "another process's monitor alert"
         return signal.Signals(self.agreed).name if self.agreed else ""
+
+    def ask(self, reason: str) -> None:
+        """Stop for `reason` as for a signal: this step finishes, a resumable state is saved, the command is shown."""
+        if not self.requested:
+            self.signum, self.reason = MONITOR_STOP, reason
 
     def agree(self, signums: list[int]) -> bool:
         """Every process's `signum` in rank order: all stop for the first one seen, or none stops. `signum` is

@@ -20,6 +20,7 @@ import toml
 from PIL import Image
 
 from library.errors import ConfigError
+from library.run_monitor import validate_monitor
 
 if TYPE_CHECKING:
     import torch
@@ -63,6 +64,7 @@ def validate_tracking(args: Namespace) -> None:
         logger.warning("--log_with all: wandb is not installed, logging to TensorBoard only (pip install wandb).")
     if args.log_tracker_config:
         _read_tracker_config(args.log_tracker_config)
+    validate_monitor(args)
 
 
 def _read_tracker_config(path: str) -> dict[str, Any]:
@@ -124,8 +126,10 @@ class StepLogger:
     """Sends each optimizer step's values to the trackers; a no-op when there are none (or off the main
     process), so the loop can call it unconditionally."""
 
-    def __init__(self, accelerator: Any, lr_descriptions: Sequence[str], histogram_every: int = 10) -> None:
+    def __init__(self, accelerator: Any, lr_descriptions: Sequence[str], monitor: Any = None,
+                 histogram_every: int = 10) -> None:
         self.acc, self.lr_descriptions, self.histogram_every = accelerator, list(lr_descriptions), histogram_every
+        self.monitor = monitor  # library/run_monitor.py: checked on every process, trackers or not
         self._sigmas: list[torch.Tensor] = []  # on the device until the histogram reads them all at once
 
     @property
@@ -140,10 +144,12 @@ class StepLogger:
     def log(self, step: int, loss: float, average: float, lrs: Sequence[float],
             param_groups: Sequence[dict[str, Any]] = ()) -> None:
         """kohya's step keys: `loss/current`, `loss/average`, `lr/<group>`, and `lr/d*lr/<group>` for optimizers
-        that adapt a step size `d` (Prodigy, D-Adaptation); the sigma histogram every `histogram_every` steps."""
+        that adapt a step size `d` (Prodigy, D-Adaptation); the sigma histogram every `histogram_every` steps; the
+        monitor's `gpu/*` and `alert/*` scalars."""
+        extra = self.monitor.step(step, loss) if self.monitor is not None else {}
         if not self.active:
             return
-        logs: dict[str, float] = {"loss/current": loss, "loss/average": average}
+        logs: dict[str, float] = {"loss/current": loss, "loss/average": average, **extra}
         for name, lr, group in zip(self.lr_descriptions, lrs, _padded(param_groups, len(lrs)), strict=False):
             logs[f"lr/{name}"] = lr
             if group is not None and "d" in group:

@@ -25,6 +25,7 @@ from library.loss_curve import read_loss_csv, write_loss_curve_png, write_loss_l
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
 from library.nonfinite import NonFiniteGuard
+from library.run_monitor import RunMonitor
 from library.run_summary import saved_line, training_summary
 from library.sample_draws import micro_seed, sample_generators, sample_seed
 from library.signals import StopRequest, end_run, exit_code, exit_worker
@@ -55,7 +56,7 @@ class TrainLoop:
         self.nonfinite = NonFiniteGuard(args.nonfinite_loss, accelerator)
         self.readout = StepReadout(args.logging_every_n_steps)
         self.signums: list[int] = [0]  # each process's stop signal, read with the step's finite flags
-        self.step_logger = tracking.StepLogger(accelerator, lr_descriptions)
+        self.step_logger = tracking.StepLogger(accelerator, lr_descriptions, RunMonitor(args, self.acc.device, self.stop))
         self.started_at = self.run_started_at = time.time()
         self.run_first_step = 0
         validation = getattr(dataset, "validation", None)

@@ -36,6 +36,7 @@ from library.network_setup import check_network_file_options, create_trained_net
 from library.option_support import check_option_support
 from library.registries import validate_registries
 from library.registries.optimizers import build_optimizer, check_optimizer_builds, optimizer_identity
+from library.registries.optimizers.fused_backward import enable_fused_backward
 from library.registries.schedulers import build_lr_scheduler
 from library.saving import probe_output_dir
 from library.signals import worker_options
@@ -194,6 +195,7 @@ class NetworkTrainer:
 
         groups, descriptions = self._param_groups(args, network)
         bundle = build_optimizer(args, groups)
+        enable_fused_backward(args, bundle.optimizer)  # kohya's Adafactor step per parameter, inside backward
         args._optimizer_description = bundle.description
         workers = min(args.max_data_loader_n_workers or 0, torch.get_num_threads())
         loader = torch.utils.data.DataLoader(

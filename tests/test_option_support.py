@@ -36,8 +36,8 @@ def test_refused_options_fail_with_the_alternative(argv: list[str], dest: str) -
 
 def test_no_effect_options_warn(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        check_option_support(parse_args(PARSER, ["--split_attn", "--highvram"]))
-    assert "--split_attn has no effect here" in caplog.text and "--highvram has no effect here" in caplog.text
+        check_option_support(parse_args(PARSER, ["--vae_disable_cache", "--highvram"]))
+    assert "--vae_disable_cache has no effect here" in caplog.text and "--highvram has no effect here" in caplog.text
     caplog.clear()
     check_option_support(parse_args(PARSER, []))
     assert not caplog.text

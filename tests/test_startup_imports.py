@@ -4,7 +4,8 @@ imported (issue 24 point 2): each case runs the real entry point in a fresh inte
 Breaks these catch (each tried once, each failed): `import torch` back at the top of library/atomic.py (the parser's
 imports: every case but --help's exit); `check_before_import(args)` not called in `main` (the model and count cases:
 torch loads before their errors); `expected_shapes` replaced by the meta model's state dict in dit_header.py, or
-`check_model_files` leaving out the width cross-check (the shape and width cases). The last case shows the probe
+`check_model_files` leaving out the width cross-check (the shape and width cases); `apply_seed_options` not called
+there (the seed case: its error waits for torch). The last case shows the probe
 sees torch when a check does need it.
 """
 
@@ -67,7 +68,7 @@ def changed_copy(source: Path, target: Path, key: str, shape: tuple[int, ...]) -
     return target
 
 
-@pytest.mark.parametrize("case", ["dataset", "model", "shape", "width", "count", "cli"])
+@pytest.mark.parametrize("case", ["dataset", "model", "shape", "width", "count", "cli", "seed"])
 def test_mistakes_found_before_any_model_import_none_of_them(tiny: Path, tmp_path: Path, case: str) -> None:
     bad_dataset = tmp_path / "dataset.toml"
     bad_dataset.write_text("[general]\nshufle_caption = true\n\n" + (tiny / "dataset.toml").read_text(encoding="utf-8"),
@@ -83,6 +84,7 @@ def test_mistakes_found_before_any_model_import_none_of_them(tiny: Path, tmp_pat
                                                "model.layers.0.post_attention_layernorm.weight", (24,)))], "wide Qwen states but the Qwen3 given"),
         "count": (["--max_train_steps", "0"], "--max_train_steps 0: must be 1 or more"),
         "cli": (["--network_dimm", "8"], "Did you mean `--network_dim`?"),
+        "seed": (["--anima_flow_shift", "0"], "--anima_flow_shift must be positive"),
     }[case]
     code, heavy, err = run_main("--config_file", str(tiny / "train_args.toml"), "--output_dir", str(tmp_path / "o"),
                                 *extra)

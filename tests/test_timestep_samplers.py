@@ -62,6 +62,8 @@ CASES = {
         ("--timestep_sampling", "shift", "--discrete_flow_shift", "3"),
         lambda x: torch.special.ndtr(_logit(_unshift(x, 3.0))),
     ),
+    "uniform_shift": (("--timestep_sampling", "uniform_shift", "--discrete_flow_shift", "2.5"),
+                      lambda x: _unshift(x, 2.5)),
     "flux_shift": (
         ("--timestep_sampling", "flux_shift"),
         lambda x: torch.special.ndtr(_logit(_unshift(x, _flux_k((128, 128))))),

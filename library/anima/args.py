@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from library.anima.seed_options import add_seed_arguments
 from library.arguments.aliases import add_aliases
 from library.arguments.types import NO_EFFECT
 from library.config_file import ROOT_STYLE_HINT
@@ -116,7 +117,8 @@ def add_anima_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="Also train the norm scales (saved as <module>.w_norm).",
     )
-    group.add_argument("--split_attn", action="store_true", help="Attention one sample at a time (needed by xformers).")
+    group.add_argument("--split_attn", action="store_true", help="kohya's attention one sample at a time (for xformers); not needed "
+                       "with SDPA, which takes the whole batch (a warning says so).")
     for part in ("self_attn", "cross_attn", "mlp", "mod"):
         group.add_argument(
             f"--{part}_lr",
@@ -130,5 +132,6 @@ def add_anima_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="ROOT_STYLE_TOML",
         help=f"Old root-style flag: refused with the command that converts the file ({ROOT_STYLE_HINT}).",
     )
+    add_seed_arguments(parser)
     parser.set_defaults(**ANIMA_DEFAULTS)
     annotate_help(parser)

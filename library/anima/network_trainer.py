@@ -21,10 +21,11 @@ from library.anima.block_swap import enable_block_swap, validate_blocks_to_swap
 from library.anima.compile import compile_blocks
 from library.anima.conditioning import build_context, collate_text, run_per_context_length
 from library.anima.dit_header import inspect_dit_file
-from library.anima.flow import broadcast_sigmas, noisy_input, velocity_target
+from library.anima.flow import broadcast_sigmas, noisy_input, offset_noise, velocity_target
 from library.anima.fp8 import apply_fp8_base
 from library.anima.loading import load_anima_dit
 from library.anima.metadata import anima_metadata
+from library.anima.seed_options import apply_seed_options
 from library.anima.startup import anima_parser, check_model_files, check_model_paths
 from library.anima.text import AnimaTextEncoder, TextEncoding
 from library.anima.tokenizers import load_t5_tokenizer
@@ -60,6 +61,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
         return anima_parser()
 
     def assert_extra_args(self, args: Namespace) -> None:
+        apply_seed_options(args)  # the seed project's options, mapped or warned about
         check_model_paths(args)
         info = inspect_dit_file(args.pretrained_model_name_or_path)
         check_model_files(args)
@@ -67,7 +69,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
         check_before_models(args, self.network_args(args), info.config)
         if args.blocks_to_swap:
             validate_blocks_to_swap(args.blocks_to_swap, info.config.num_blocks)
-        self.sdpa_backends = resolve_attn_mode(args.attn_mode, args.xformers)
+        self.sdpa_backends = resolve_attn_mode(args.attn_mode, args.xformers, args.split_attn)
         if args.unsloth_offload_checkpointing:  # kohya's async activation offload: ours is checkpointing + CPU offload
             args.gradient_checkpointing = args.cpu_offload_checkpointing = True
         if args.base_weights and (args.fp8_base or args.fp8_base_unet):
@@ -152,7 +154,8 @@ class AnimaNetworkTrainer(NetworkTrainer):
         device, dtype = latents.device, next(dit.parameters()).dtype
         batch = collate_text([TextEncoding(**t) for t in text])  # on the host: masks are read there, not on the GPU
         context = build_context(dit.llm_adapter, batch)
-        noise = randn_per_sample(latents.shape, generators, device, latents.dtype)
+        noise = offset_noise(randn_per_sample(latents.shape, generators, device, latents.dtype), args.anima_noise_offset,
+                             generators)
         if sigmas is None:
             hw = tuple(latents.shape[-2:])
             sigmas = per_sample(lambda g: sample_sigmas(args, 1, hw, device, g), generators)

@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=TIMESTEP_SAMPLERS.names(),
         help="How training noise levels are drawn: sigmoid = logit-normal sigmoid(s·N(0,1)); uniform; shift = sigmoid "
         "then flow shift; flux_shift = resolution-dependent shift; sigma = scheduler index from "
-        "--weighting_scheme; logit_normal = sigmoid(mean + std·N(0,1)).",
+        "--weighting_scheme; logit_normal = sigmoid(mean + std·N(0,1)); uniform_shift = uniform then flow shift.",
     )
     g.add_argument(
         "--sigmoid_scale",
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Scale s of the logit-normal samplers (sigmoid, shift, flux_shift).",
     )
     g.add_argument(
-        "--discrete_flow_shift", type=float, default=3.0, help="Flow shift for --timestep_sampling shift and sigma."
+        "--discrete_flow_shift", type=float, default=3.0, help="Flow shift for --timestep_sampling shift, uniform_shift and sigma."
     )
     g.add_argument(
         "--weighting_scheme",

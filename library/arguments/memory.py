@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "backend from --dynamo_backend.",
     )
     g.add_argument("--sdpa", action="store_true", help="Use PyTorch scaled-dot-product attention.")
-    g.add_argument("--xformers", action="store_true", help="Use xformers attention (for Anima: needs --split_attn).")
+    g.add_argument("--xformers", action="store_true", help="kohya's xformers attention: runs with PyTorch SDPA here, which computes the "
+                   "same attention (a warning says so).")
     g.add_argument("--mem_eff_attn", action="store_true", help="SD memory-efficient attention (no effect for Anima).")
     g.add_argument(
         "--attn_mode",
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=ATTN_MODES,
         help="Attention kernel: torch/sdpa (PyTorch picks), flash, mem_efficient or math (forced). xformers and "
-        "sageattn are not supported (use sdpa).",
+        "sageattn run as sdpa, which computes the same attention (a warning says so).",
     )
     g.add_argument("--vae_batch_size", type=int, default=1, help="Images per VAE batch when caching latents.")
     g.add_argument(

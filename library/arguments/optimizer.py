@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=SCHEDULERS.argparse_type,
         default="constant",
         choices=SCHEDULERS.names(),
-        help="LR schedule.",
+        help="LR schedule: every schedule of diffusers' and transformers' get_scheduler (reduce_lr_on_plateau and "
+        "greedy are refused with the reason: they need a metric at every step).",
     )
     g.add_argument(
         "--lr_scheduler_type",
@@ -76,10 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--lr_scheduler_min_lr_ratio",
         type=float,
         default=None,
-        help="Final LR as a fraction of the base LR (cosine_with_min_lr, warmup_stable_decay).",
+        help="Final LR as a fraction of the base LR (cosine_with_min_lr, cosine_warmup_with_min_lr, "
+        "warmup_stable_decay); min_lr or min_lr_rate in --lr_scheduler_args take its place.",
     )
     g.add_argument(
         "--fused_backward_pass",
         action="store_true",
-        help="Step Adafactor during backward (needs gradient accumulation 1).",
+        help="kohya's Adafactor memory saver: each parameter steps inside backward as soon as its gradient is "
+        "ready, and the gradient is freed (--max_grad_norm clips each parameter's gradient alone). Needs "
+        "--optimizer_type AdaFactor, one process, no gradient accumulation, not fp16.",
     )

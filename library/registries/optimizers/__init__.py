@@ -18,6 +18,8 @@ from . import bitsandbytes_optimizers as bnb
 from . import schedule_free as sf
 from .base import OptimizerBundle, OptimizerEntry
 from .custom import custom_entry
+from .fused_backward import validate_fused_backward
+from .pytorch_optimizer import is_pytorch_optimizer, pytorch_optimizer_entry
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +72,14 @@ def optimizer_name(args: argparse.Namespace) -> str:
 
 
 def optimizer_entry(args: argparse.Namespace) -> tuple[str, OptimizerEntry]:
-    """The canonical name and entry; an unregistered name is imported as a torch.optim class or dotted path."""
+    """The canonical name and entry; an unregistered name is a `pytorch_optimizer.<Class>`, a torch.optim class or a
+    dotted path."""
     name = optimizer_name(args)
     canonical = OPTIMIZERS.canonical(name)
     if canonical is not None:
         return canonical, OPTIMIZERS.get(canonical)
+    if is_pytorch_optimizer(name):
+        return name, pytorch_optimizer_entry(name)
     return name, custom_entry(name, OPTIMIZERS.names())
 
 
@@ -102,6 +107,7 @@ def _check_kwargs(name: str, cls: type, kwargs: dict[str, Any]) -> None:
 def validate_optimizer(args: argparse.Namespace) -> None:
     """Name, package, `--optimizer_args` and learning rates, without building anything."""
     name, entry = optimizer_entry(args)
+    validate_fused_backward(args, name)
     if entry.package and importlib.util.find_spec(entry.package) is None:
         raise ConfigError(f"--optimizer_type {name} needs the Python package {entry.package!r}; install it with pip.")
     kwargs = parse_kv_args(getattr(args, "optimizer_args", None), "--optimizer_args")

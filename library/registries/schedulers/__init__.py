@@ -18,6 +18,7 @@ from ..registry import Registry
 from . import adafactor, piecewise
 from .base import SchedulerEntry, plan_from_args
 from .custom import build_custom, load_scheduler_class
+from .refused import REASONS, refused_entry
 from .transformers_schedules import ENTRIES
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ for _name, _entry in ENTRIES.items():
     SCHEDULERS.register(_name, _entry)
 SCHEDULERS.register("piecewise_constant", piecewise.PIECEWISE_CONSTANT)
 SCHEDULERS.register("adafactor", adafactor.ADAFACTOR)
+for _name in REASONS:
+    SCHEDULERS.register(_name, refused_entry(_name))
 
 __all__ = ["SCHEDULERS", "build_lr_scheduler", "validate_scheduler"]
 

@@ -47,10 +47,23 @@ def _inverse_sqrt(opt: torch.optim.Optimizer, plan: SchedulePlan, kw: dict[str, 
     return _tf("get_inverse_sqrt_schedule")(opt, num_warmup_steps=plan.warmup, **kw)
 
 
+def _min_lr_kwargs(plan: SchedulePlan, kw: dict[str, Any]) -> dict[str, Any]:
+    """kohya passes half the cycle count, so num_cycles=1 is one cosine half-wave down to the floor; the floor is
+    --lr_scheduler_min_lr_ratio (0 when unset) unless --lr_scheduler_args gives min_lr or min_lr_rate itself
+    (transformers takes only one of the two)."""
+    floor = {} if "min_lr" in kw else {"min_lr_rate": plan.min_lr_ratio or 0.0}
+    return {"num_cycles": plan.num_cycles / 2, **floor, **kw}
+
+
 def _cosine_with_min_lr(opt: torch.optim.Optimizer, plan: SchedulePlan, kw: dict[str, Any]) -> Any:
-    # kohya passes half the cycle count here, so num_cycles=1 is one cosine half-wave down to the floor
-    kw = {"num_cycles": plan.num_cycles / 2, "min_lr_rate": plan.min_lr_ratio or 0.0, **kw}
-    return _tf("get_cosine_with_min_lr_schedule_with_warmup")(opt, plan.warmup, plan.total, **kw)
+    return _tf("get_cosine_with_min_lr_schedule_with_warmup")(opt, plan.warmup, plan.total, **_min_lr_kwargs(plan, kw))
+
+
+def _cosine_warmup_with_min_lr(opt: torch.optim.Optimizer, plan: SchedulePlan, kw: dict[str, Any]) -> Any:
+    """cosine_with_min_lr whose warmup starts at warmup_lr_rate (--lr_scheduler_args; transformers' default
+    1/warmup) instead of 0."""
+    function = _tf("get_cosine_with_min_lr_schedule_with_warmup_lr_rate")
+    return function(opt, plan.warmup, plan.total, **_min_lr_kwargs(plan, kw))
 
 
 def _warmup_stable_decay(opt: torch.optim.Optimizer, plan: SchedulePlan, kw: dict[str, Any]) -> Any:
@@ -72,5 +85,6 @@ ENTRIES: dict[str, SchedulerEntry] = {
     "polynomial": SchedulerEntry(_polynomial),
     "inverse_sqrt": SchedulerEntry(_inverse_sqrt),
     "cosine_with_min_lr": SchedulerEntry(_cosine_with_min_lr),
+    "cosine_warmup_with_min_lr": SchedulerEntry(_cosine_warmup_with_min_lr),
     "warmup_stable_decay": SchedulerEntry(_warmup_stable_decay),
 }

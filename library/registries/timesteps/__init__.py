@@ -17,6 +17,7 @@ from .logit_normal import logit_normal, sigmoid
 from .shift import shift
 from .sigma import sigma
 from .uniform import uniform
+from .uniform_shift import uniform_shift
 
 Sampler: TypeAlias = "Callable[[argparse.Namespace, int, tuple[int, int], torch.Generator | None], torch.Tensor]"  # a string: torch loads on use
 
@@ -27,6 +28,7 @@ TIMESTEP_SAMPLERS.register("shift", shift)
 TIMESTEP_SAMPLERS.register("flux_shift", flux_shift)
 TIMESTEP_SAMPLERS.register("sigma", sigma)
 TIMESTEP_SAMPLERS.register("logit_normal", logit_normal)
+TIMESTEP_SAMPLERS.register("uniform_shift", uniform_shift)
 
 __all__ = ["TIMESTEP_SAMPLERS", "sample_sigmas", "validate_timesteps"]
 
