@@ -23,6 +23,7 @@ NETWORK_MODULE_ALIASES = {
     "networks.loha": "networks.loha_anima",
     "lycoris.kohya": "networks.lycoris_kohya",
 }
+MODULES_WITHOUT_MODEL_ARGS = ("lycoris.kohya",)  # networks whose network_args defaults are their own, not --train_norm's
 OWN_GROUP_LRS = ("llm_adapter_lr", "norm_lr")  # learning rates our networks take beyond kohya's three
 
 
