@@ -121,12 +121,23 @@ class AnimaLycorisNetwork(LycorisNetworkKohya):
         write_adapter_file(comfy_form(self.state_dict(), self.names), file, dtype, metadata)
 
     def load_weights(self, file: str | os.PathLike) -> dict:
+        """Either form, non-strict as LyCORIS loads; a module of the file that the network holds in another shape or
+        kind (another algo or dim) is an error, not a warm start that silently keeps the fresh weights."""
         weights = lycoris_form(read_weights(file), self.names, str(file))
+        own = self.state_dict()
+        modules = {key.partition(".")[0] for key in own}
+        foreign = [key for key in weights if key not in own and key.partition(".")[0] in modules]
+        misfit = [key for key in weights if key in own and weights[key].numel() != own[key].numel()]
+        if foreign or misfit:
+            key = (foreign or misfit)[0]
+            raise ConfigError(f"--network_weights {file}: {key} does not fit this network (another algo, network_dim "
+                              "or network_args trained it). Give the options it was trained with, or add "
+                              "--dim_from_weights to build the network from the file.")
         missing, unexpected = self.load_state_dict(weights, strict=False)
         if unexpected:
-            logger.warning("%s: %d keys match no module of this network: %s", file, len(unexpected),
-                           ", ".join(unexpected))
-        return {"loaded": len(weights) - len(unexpected), "missing keys": missing, "unexpected keys": unexpected}
+            logger.warning("%s: %d keys match no module of this network (e.g. %s)", file, len(unexpected),
+                           ", ".join(unexpected[:5]))
+        return {"loaded": len(weights) - len(unexpected), "not_in_file": len(missing), "unmatched_keys": unexpected}
 
     def merge_to(self, text_encoder, unet, weights_sd=None, dtype=None, device=None) -> None:
         super().merge_to(text_encoder, unet, weights_sd if weights_sd is not None else self.state_dict(), dtype,

@@ -9,7 +9,8 @@ Our --network_weights reads the file back into a fresh LyCORIS network.
 Breaks these catch (each run once, each failed): `prepare_optimizer_params` called with our extra group lrs again
 (the TypeError of the issue); `comfy_form` keeping LyCORIS's underscore names (not the diffusion_model. form);
 `lycoris_kwargs` leaving `wd_on_output` at LyCORIS's output-axis default (the DoRA case differs from ComfyUI); the
-DiT's forward reading its dtype from `x_embedder.proj.1.weight` again, which algo=full moves away (the full case).
+DiT's forward reading its dtype from `x_embedder.proj.1.weight` again, which algo=full moves away (the full case);
+`load_weights` without its fit check (a LoKr file "loads" into a LoHa network, changing nothing).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 from _comfy import comfy_patch
+from _fake_anima import make_model
 from _tiny_run import one_image_dataset, tiny_model, train
 from lycoris.kohya import create_network
 from safetensors import safe_open
@@ -95,8 +97,20 @@ def test_trains_saves_comfyui_form_and_matches_lycoris(tiny: Path, tmp_path: Pat
     again.apply_to(None, ours, False, True)
     info = again.load_weights(str(path))
     again.eval()
-    assert info["unexpected keys"] == [] and info["loaded"] == len(file_sd)
+    assert info["unmatched_keys"] == [] and info["loaded"] == len(file_sd) and info["not_in_file"] == 0
     torch.testing.assert_close(run(ours), want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_file_of_another_algo_is_refused_not_silently_skipped(tmp_path: Path) -> None:
+    first = make_model()
+    lokr = lycoris_kohya.create_network(1.0, 4, 2.0, None, [], first, algo="lokr")
+    lokr.apply_to(None, first, False, True)
+    lokr.save_weights(tmp_path / "lokr.safetensors", None, {})
+    model = make_model()
+    loha = lycoris_kohya.create_network(1.0, 4, 2.0, None, [], model, algo="loha")
+    loha.apply_to(None, model, False, True)
+    with pytest.raises(ConfigError, match="does not fit this network"):
+        loha.load_weights(tmp_path / "lokr.safetensors")
 
 
 def test_start_up_refusals() -> None:
