@@ -4,7 +4,9 @@ forward against LyCORIS's own module, kohya's `networks.loha` / `networks.lokr` 
 Breaks these catch (each run once, each failed): the scale as alpha / out_features instead of alpha / rank
 (`test_delta_and_forward_match_lycoris_module`); `hada_w2_a` initialised like `hada_w1_a`, so a new network no
 longer starts at the base model (`test_start_matches_lycoris`); the alias table without `networks.loha`
-(`test_kohya_names_are_aliases`). ComfyUI's formula on saved LoHa files is checked by the `loha` variants of
+(`test_kohya_names_are_aliases`); the kind check naming only LoKr files (a LoHa file given to the LoRA network is
+then "has no 'hada_w1_a'" instead of the module to use: `test_a_loha_file_names_its_module_in_the_other_networks`).
+ComfyUI's formula on saved LoHa files is checked by the `loha` variants of
 tests/test_network_files.py (a training scale of alpha / √rank fails there).
 """
 
@@ -14,12 +16,14 @@ import pytest
 import torch
 import torch.nn as nn
 from _fake_anima import make_batch, make_model, one_thread
+from _tiny_run import one_image_dataset, tiny_model, train
 from lycoris.functional import loha as lycoris_loha
 from lycoris.modules.loha import LohaModule
+from safetensors.torch import load_file
 
 from library.errors import ConfigError
 from library.network_setup import import_network_module
-from networks import loha_anima, lokr_anima
+from networks import loha_anima, lokr_anima, lora_anima
 from networks._loha_module import LoHaModule
 
 _one_thread = pytest.fixture(autouse=True, scope="module")(one_thread)
@@ -97,3 +101,25 @@ def test_kohya_names_are_aliases():
     assert import_network_module("networks.loha") is loha_anima
     assert import_network_module("networks.lokr") is lokr_anima
     assert import_network_module("networks.loha_anima") is loha_anima
+
+
+def test_a_loha_file_names_its_module_in_the_other_networks(tmp_path):
+    model = make_model()
+    network = loha_anima.create_network(1.0, 2, 1.0, None, [], model)
+    file = tmp_path / "loha.safetensors"
+    network.save_weights(file, None, {})
+    other = lora_anima.create_network(1.0, 2, 1.0, None, [], make_model())
+    with pytest.raises(ConfigError, match="LoHa weight.*--network_module networks.loha_anima"):
+        other.load_weights(file)
+    with pytest.raises(ConfigError, match="LoHa weight.*--network_module networks.loha_anima"):
+        lokr_anima.create_network_from_weights(1.0, str(file), None, [], make_model())
+
+
+def test_kohya_name_trains_through_the_trainer(tmp_path):
+    """`--network_module networks.loha` passes the start-up checks, trains and saves our LoHa file."""
+    tiny = tiny_model(tmp_path / "tiny")
+    out = train(tiny, tmp_path / "out", "--network_module", "networks.loha", "--network_dim", "2",
+                "--max_train_steps", "2", dataset=one_image_dataset(tiny, tmp_path))
+    saved = load_file(out / "anima_tiny_lora.safetensors")
+    assert any(key.endswith(".hada_w2_a") for key in saved) and all(k.startswith("diffusion_model.") for k in saved)
+    assert any(saved[k].abs().sum() > 0 for k in saved if k.endswith(".hada_w2_a"))  # w2_a starts at zero
