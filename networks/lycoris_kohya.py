@@ -3,8 +3,9 @@
 LyCORIS builds, trains and names the modules (`lora_unet_<path with underscores>`, its default preset's targets:
 every Linear of the DiT blocks, the patch and time embedders and the final layer, adaln modulation included;
 adapter-files.md §4.4). What differs from calling LyCORIS directly:
-- files are written as `diffusion_model.<dotted path>.<LyCORIS suffix>`, the form ComfyUI reads, and both that form
-  and LyCORIS's `lora_unet_` form are read back (--network_weights, --dim_from_weights, --base_weights);
+- files are written as `diffusion_model.<dotted path>.<LyCORIS suffix>`, the form ComfyUI reads, and that form,
+  LyCORIS's `lora_unet_` form and its standalone `lycoris_` form are read back (--network_weights,
+  --dim_from_weights, --base_weights);
 - boolean `network_args` are parsed as booleans (LyCORIS passes `decompose_both=False` on as a true string);
 - `dora_wd=True` defaults to input-axis DoRA (`wd_on_output=False`), the only axis ComfyUI applies as LyCORIS trains
   it (adapter-files.md §9);
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 MODULE_NAME = "lycoris.kohya"
 LYCORIS_PREFIX = LycorisNetworkKohya.LORA_PREFIX_UNET + "_"
+STANDALONE_PREFIX = "lycoris_"
 ALGOS = ("lora", "locon", "loha", "lokr", "full")  # each checked against ComfyUI's formula (tests)
 BOOLEAN_ARGS = ("dora_wd", "wd_on_output", "full_matrix", "decompose_both", "use_tucker", "use_cp", "use_conv_cp",
                 "use_scalar", "rs_lora", "bypass_mode", "unbalanced_factorization", "train_llm_adapter", "rescaled",
@@ -95,10 +97,13 @@ def split_path(rest: str, paths: dict[str, str]) -> tuple[str, str] | None:
 
 
 def lycoris_form(weights: dict[str, torch.Tensor], names: dict[str, str], source: str) -> dict[str, torch.Tensor]:
-    """A file in either form as LyCORIS's own keys; keys of neither form are reported (none matching is an error)."""
+    """A file in our form, LyCORIS's kohya form or its standalone `lycoris_` form as LyCORIS's kohya keys; other keys
+    are reported (none matching is an error)."""
     by_path = {path: name for name, path in names.items()}
     out, unmatched = {}, []
     for key, tensor in weights.items():
+        if key.startswith(STANDALONE_PREFIX):  # LyCORIS's wrapper used outside kohya names modules lycoris_<path>
+            key = LYCORIS_PREFIX + key.removeprefix(STANDALONE_PREFIX)
         if key.partition(".")[0] in names:
             out[key] = tensor
             continue

@@ -10,7 +10,8 @@ Breaks these catch (each run once, each failed): `prepare_optimizer_params` call
 (the TypeError of the issue); `comfy_form` keeping LyCORIS's underscore names (not the diffusion_model. form);
 `lycoris_kwargs` leaving `wd_on_output` at LyCORIS's output-axis default (the DoRA case differs from ComfyUI); the
 DiT's forward reading its dtype from `x_embedder.proj.1.weight` again, which algo=full moves away (the full case);
-`load_weights` without its fit check (a LoKr file "loads" into a LoHa network, changing nothing).
+`load_weights` without its fit check (a LoKr file "loads" into a LoHa network, changing nothing); `lycoris_form`
+without the standalone `lycoris_` names (`test_every_lycoris_naming_reads_as_lycoris_kohya_names`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,18 @@ def test_a_file_of_another_algo_is_refused_not_silently_skipped(tmp_path: Path) 
     loha.apply_to(None, model, False, True)
     with pytest.raises(ConfigError, match="does not fit this network"):
         loha.load_weights(tmp_path / "lokr.safetensors")
+
+
+def test_every_lycoris_naming_reads_as_lycoris_kohya_names() -> None:
+    names = lycoris_kohya.module_names(make_model())
+    one = torch.ones(1)
+    read = lycoris_kohya.lycoris_form({"lycoris_blocks_0_self_attn_q_proj.lokr_w1": one,
+                                       "diffusion_model.blocks.0.mlp.layer1.lora_down.weight": one,
+                                       "lora_unet_final_layer_linear.alpha": one}, names, "f")
+    assert set(read) == {"lora_unet_blocks_0_self_attn_q_proj.lokr_w1", "lora_unet_blocks_0_mlp_layer1.lora_down.weight",
+                         "lora_unet_final_layer_linear.alpha"}
+    with pytest.raises(ConfigError, match="no key matches"):
+        lycoris_kohya.lycoris_form({"transformer.nowhere.lora_A.weight": one}, names, "f")
 
 
 def test_start_up_refusals() -> None:
