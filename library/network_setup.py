@@ -36,7 +36,9 @@ def optimizer_params(network: Any, args: Namespace) -> Any:
     """`network.prepare_optimizer_params(text_encoder_lr, unet_lr, learning_rate, ...)`, passing our extra group
     learning rates only to a network that takes them: kohya's and LyCORIS's networks take the three positional
     ones only, and a set --llm_adapter_lr / --norm_lr then says that it has no effect there."""
-    accepted = inspect.signature(network.prepare_optimizer_params).parameters
+    parameters = inspect.signature(network.prepare_optimizer_params).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    accepted = set(OWN_GROUP_LRS) if takes_any else set(parameters)
     extra = {name: getattr(args, name, None) for name in OWN_GROUP_LRS}
     for name, value in extra.items():
         if value is not None and name not in accepted:
