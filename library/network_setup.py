@@ -1,14 +1,51 @@
-"""Building the trained network: kohya's --base_weights merge, --dim_from_weights, and the --network_weights warm start."""
+"""Building the trained network: the --network_module names, kohya's --base_weights merge, --dim_from_weights, the
+--network_weights warm start, and the optimizer groups of network modules that are not ours."""
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import logging
 from argparse import Namespace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from library.errors import ConfigError
 from library.weight_files import safetensors_problem, torch_file_problem
+
+logger = logging.getLogger(__name__)
+
+# kohya's LyCORIS-branch names, and LyCORIS's own kohya module, which runs through our wrapper so that its files
+# are written in the form ComfyUI reads (networks/lycoris_kohya.py)
+NETWORK_MODULE_ALIASES = {
+    "networks.lokr": "networks.lokr_anima",
+    "networks.loha": "networks.loha_anima",
+    "lycoris.kohya": "networks.lycoris_kohya",
+}
+MODULES_WITHOUT_MODEL_ARGS = ("lycoris.kohya",)  # networks whose network_args defaults are their own, not --train_norm's
+OWN_GROUP_LRS = ("llm_adapter_lr", "norm_lr")  # learning rates our networks take beyond kohya's three
+
+
+def import_network_module(name: str) -> ModuleType:
+    """The module `--network_module NAME` means, aliases resolved; an unknown name raises ImportError."""
+    return importlib.import_module(NETWORK_MODULE_ALIASES.get(name, name))
+
+
+def optimizer_params(network: Any, args: Namespace) -> Any:
+    """`network.prepare_optimizer_params(text_encoder_lr, unet_lr, learning_rate, ...)`, passing our extra group
+    learning rates only to a network that takes them: kohya's and LyCORIS's networks take the three positional
+    ones only, and a set --llm_adapter_lr / --norm_lr then says that it has no effect there."""
+    parameters = inspect.signature(network.prepare_optimizer_params).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    accepted = set(OWN_GROUP_LRS) if takes_any else set(parameters)
+    extra = {name: getattr(args, name, None) for name in OWN_GROUP_LRS}
+    for name, value in extra.items():
+        if value is not None and name not in accepted:
+            logger.warning("--%s %s has no effect with --network_module %s: its network has no such group; every "
+                           "DiT adapter trains at --unet_lr (or --learning_rate).", name, value, args.network_module)
+    kept = {name: value for name, value in extra.items() if name in accepted}
+    return network.prepare_optimizer_params(args.text_encoder_lr, args.unet_lr, args.learning_rate, **kept)
 
 
 def check_network_file_options(args: Namespace) -> None:
@@ -47,7 +84,7 @@ def merge_base_weights(args: Namespace, models: Any, print_fn: Any) -> None:
     """Bake each --base_weights file into the frozen model before the trained network is applied (kohya)."""
     if not args.base_weights:
         return
-    module = importlib.import_module(args.network_module)
+    module = import_network_module(args.network_module)
     multipliers = args.base_weights_multiplier or [1.0] * len(args.base_weights)
     for file, multiplier in zip(args.base_weights, multipliers, strict=True):
         network, weights = module.create_network_from_weights(
@@ -58,7 +95,7 @@ def merge_base_weights(args: Namespace, models: Any, print_fn: Any) -> None:
 
 def create_trained_network(args: Namespace, models: Any, kwargs: dict[str, str], print_fn: Any) -> Any:
     """The network to train, applied to the model, warm-started from --network_weights when given."""
-    module = importlib.import_module(args.network_module)
+    module = import_network_module(args.network_module)
     if args.dim_from_weights:
         network, _ = module.create_network_from_weights(
             1.0, args.network_weights, models.vae, models.text_encoders, models.denoiser, **kwargs)

@@ -7,7 +7,6 @@ The step loop itself lives in `library.train_loop`.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import os
@@ -32,7 +31,13 @@ from library.errors import ConfigError
 from library.input_checks import check_inputs
 from library.memory_estimate import check_memory_fits
 from library.metadata import base_metadata, parse_network_args
-from library.network_setup import check_network_file_options, create_trained_network, merge_base_weights
+from library.network_setup import (
+    check_network_file_options,
+    create_trained_network,
+    import_network_module,
+    merge_base_weights,
+    optimizer_params,
+)
 from library.option_support import check_option_support
 from library.registries import validate_registries
 from library.registries.optimizers import build_optimizer, check_optimizer_builds, optimizer_identity
@@ -138,9 +143,9 @@ class NetworkTrainer:
         self.assert_extra_args(args)
         if args.network_module is None:
             raise ConfigError("--network_module is not set. Use --network_module networks.lora_anima "
-                              "(or networks.lokr_anima).")
+                              "(or networks.lokr_anima, networks.loha_anima).")
         try:
-            module = importlib.import_module(args.network_module)
+            module = import_network_module(args.network_module)
         except ImportError as exc:
             raise ConfigError(f"--network_module {args.network_module}: cannot import it ({exc}). "
                               f"Use networks.lora_anima or networks.lokr_anima.") from exc
@@ -274,9 +279,7 @@ class NetworkTrainer:
         return create_trained_network(args, models, self.network_args(args), accelerator.print)
 
     def _param_groups(self, args: Namespace, network: Any) -> tuple[list[dict[str, Any]], list[str]]:
-        result = network.prepare_optimizer_params(
-            args.text_encoder_lr, args.unet_lr, args.learning_rate,
-            llm_adapter_lr=getattr(args, "llm_adapter_lr", None), norm_lr=getattr(args, "norm_lr", None))
+        result = optimizer_params(network, args)  # our group lrs only where the network takes them
         if isinstance(result, tuple):
             return result
         return result, [f"group{i}" for i in range(len(result))]

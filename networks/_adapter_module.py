@@ -12,19 +12,18 @@ import torch
 import torch.nn as nn
 
 from library.errors import ConfigError
-
-OTHER_KIND = {"lora": ("LoKr", "networks.lokr_anima"), "lokr": ("LoRA", "networks.lora_anima")}
+from networks._keys import ADAPTER_KINDS, kind_of_suffix
 
 
 def check_file_tensors(kind: str, path: str, own: dict[str, tuple[int, ...]],
                        tensors: dict[str, tuple[str, tuple[int, ...]]]) -> None:
     """A file's `{suffix: (key, shape)}` for one module fits the module's `{suffix: shape}`; used by the load and by
     the start-up check of --network_weights (`networks._plan`), which has the header's shapes only."""
-    other = OTHER_KIND.get(kind)
     for suffix, (key, _shape) in tensors.items():
-        if other and suffix not in own and suffix.startswith("lokr_" if kind == "lora" else "lora_"):
-            raise ConfigError(f"--network_weights key {key}: a {other[0]} weight; load this file with "
-                              f"--network_module {other[1]}.")
+        other = kind_of_suffix(suffix)
+        if suffix not in own and other not in (None, kind):
+            raise ConfigError(f"--network_weights key {key}: a {ADAPTER_KINDS[other].label} weight; load this file "
+                              f"with --network_module {ADAPTER_KINDS[other].module}.")
     for suffix, (key, shape) in tensors.items():
         if suffix not in own:
             raise ConfigError(
@@ -94,3 +93,16 @@ class AdapterModule(nn.Module):
     @property
     def rank(self) -> int:
         raise NotImplementedError
+
+    def forward_whole_delta(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """The forward of adapters whose ΔW is built whole (LoKr, LoHa): y = W x + multiplier · ΔW x. Their rank
+        dropout is LyCORIS's: whole output rows of ΔW dropped, no rescaling."""
+        out = self._org_forward(x, *args, **kwargs)
+        if self.training and self.module_dropout and torch.rand(()) < self.module_dropout:
+            return out
+        delta = self.delta_weight()
+        if self.training and self.rank_dropout:
+            keep = torch.rand(delta.shape[0], 1, device=delta.device) > self.rank_dropout
+            delta = delta * keep.to(delta.dtype)
+        update = torch.nn.functional.linear(x.to(delta.dtype), delta * self.multiplier)
+        return out + update.to(out.dtype)

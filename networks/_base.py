@@ -55,6 +55,19 @@ def keep_suffixes(tensors: dict, allowed: tuple[str, ...], unmatched: list[str])
     return {suffix: value for suffix, value in tensors.items() if suffix in allowed}
 
 
+def write_adapter_file(tensors: dict[str, torch.Tensor], file: str | os.PathLike, dtype: torch.dtype | None,
+                       metadata: dict[str, str]) -> None:
+    """Atomic write, every tensor (alpha included) cast to `dtype`; a NaN or inf tensor refuses the write (a diverged
+    network must not replace a good file). A name not ending .safetensors is a torch.save file (no metadata)."""
+    tensors = {k: (t.detach().to("cpu", dtype) if dtype is not None else t.detach().cpu()) for k, t in tensors.items()}
+    check_finite_tensors(tensors, str(file))
+    if not str(file).endswith(".safetensors"):
+        with atomic_path(file) as tmp:
+            torch.save(tensors, tmp)
+        return
+    save_safetensors_atomic(tensors, file, metadata)
+
+
 class AnimaAdapterNetwork(nn.Module):
     def __init__(
         self,
@@ -156,24 +169,14 @@ class AnimaAdapterNetwork(nn.Module):
         return {file_key(a.path, suffix): t for a in self.adapters for suffix, t in a.state_dict().items()}
 
     def save_weights(self, file: str | os.PathLike, dtype: torch.dtype | None, metadata: dict[str, str] | None) -> None:
-        """Atomic write in `diffusion_model.*` form, every tensor (alpha included) cast to `dtype`; a NaN or inf
-        tensor refuses the write (a diverged network must not replace a good file)."""
-        tensors = {
-            k: (t.detach().to("cpu", dtype) if dtype is not None else t.detach().cpu())
-            for k, t in self.file_state_dict().items()
-        }
-        check_finite_tensors(tensors, str(file))
-        if not str(file).endswith(".safetensors"):
-            with atomic_path(file) as tmp:
-                torch.save(tensors, tmp)
-            return
+        """Atomic write in `diffusion_model.*` form (`write_adapter_file`)."""
         metadata = dict(metadata or {})
         metadata.setdefault("ss_network_module", self.module_name)
         metadata.setdefault("ss_network_dim", str(self.dim))
         metadata.setdefault("ss_network_alpha", str(self.alpha))
         if self.network_args:
             metadata.setdefault("ss_network_args", json.dumps(self.network_args))
-        save_safetensors_atomic(tensors, file, metadata)
+        write_adapter_file(self.file_state_dict(), file, dtype, metadata)
 
     def load_weights(self, file: str | os.PathLike) -> dict:
         """Load any supported key form; the file's alpha is adopted per module (its scale is what it was

@@ -15,7 +15,7 @@ from library.errors import ConfigError
 from networks._adapter_module import AdapterModule
 from networks._args import first_match, get_arg, parse_bool, parse_float, parse_patterns, parse_regex_values
 from networks._base import AnimaAdapterNetwork, keep_suffixes, read_weights, report_unmatched
-from networks._keys import LOKR_SUFFIXES, LORA_SUFFIXES, group_by_module
+from networks._keys import ADAPTER_KINDS, group_by_module, kind_of_suffix
 from networks._norm_module import NormModule
 from networks._targets import TargetRules, find_targets, is_norm
 
@@ -128,7 +128,6 @@ def build_network(
 def build_from_weights(
     module_name: str,
     kind: str,
-    other: tuple[str, str],
     unet: nn.Module,
     multiplier: float,
     file: str | None,
@@ -137,24 +136,23 @@ def build_from_weights(
     options: CommonOptions,
     from_tensors: FromTensors,
 ) -> tuple[AnimaAdapterNetwork, dict[str, torch.Tensor]]:
-    """A network holding exactly the file's modules, with the file's ranks, layouts and alphas.
-
-    `other` = (kind, module) of the adapter kind this network does not build, for the error message."""
+    """A network holding exactly the file's modules, with the file's ranks, layouts and alphas; a module of
+    another adapter kind (`ADAPTER_KINDS`) is refused, naming the network module that loads it."""
     weights = weights_sd if weights_sd is not None else read_weights(file)
     source = str(file) if file is not None else "weights"
     paths = model_paths(unet)
     modules = dict(unet.named_modules())
     grouped, unmatched = group_by_module(weights, paths)
-    own_suffixes = LORA_SUFFIXES if kind == "lora" else LOKR_SUFFIXES
-    other_suffixes = LOKR_SUFFIXES if kind == "lora" else LORA_SUFFIXES
+    own_suffixes = ADAPTER_KINDS[kind].suffixes
     adapters: list[AdapterModule] = []
     for path, tensors in grouped.items():
         module = modules[path]
-        foreign = [key for suffix, (key, _t) in tensors.items() if suffix in other_suffixes]
+        foreign = [(key, ADAPTER_KINDS[other]) for suffix, (key, _t) in tensors.items()
+                   if (other := kind_of_suffix(suffix)) not in (None, kind)]
         if foreign and isinstance(module, nn.Linear):
-            raise ConfigError(
-                f"{source}: key {foreign[0]} is a {other[0]} weight; load this file with --network_module {other[1]}."
-            )
+            key, spec = foreign[0]
+            raise ConfigError(f"{source}: key {key} is a {spec.label} weight; load this file with "
+                              f"--network_module {spec.module}.")
         if isinstance(module, nn.Linear) and any(s in own_suffixes for s in tensors):
             adapter = from_tensors(path, module, tensors)
         elif is_norm(module) and "w_norm" in tensors:

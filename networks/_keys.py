@@ -11,6 +11,7 @@ ours.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import torch
 
@@ -31,6 +32,10 @@ SUFFIXES = {
     "lokr_w2": "lokr_w2",
     "lokr_w2_a": "lokr_w2_a",
     "lokr_w2_b": "lokr_w2_b",
+    "hada_w1_a": "hada_w1_a",
+    "hada_w1_b": "hada_w1_b",
+    "hada_w2_a": "hada_w2_a",
+    "hada_w2_b": "hada_w2_b",
     "w_norm": "w_norm",
     "diff": "w_norm",
     "b_norm": "b_norm",
@@ -38,7 +43,29 @@ SUFFIXES = {
 }
 LORA_SUFFIXES = ("lora_down.weight", "lora_up.weight")
 LOKR_SUFFIXES = ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")
+LOHA_SUFFIXES = ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")
 NORM_SUFFIXES = ("w_norm", "b_norm")
+
+
+@dataclass(frozen=True)
+class AdapterKind:
+    """One kind of Linear adapter our networks train: its name in messages, its network module, its tensors."""
+
+    label: str
+    module: str
+    suffixes: tuple[str, ...]
+
+
+ADAPTER_KINDS = {
+    "lora": AdapterKind("LoRA", "networks.lora_anima", LORA_SUFFIXES),
+    "lokr": AdapterKind("LoKr", "networks.lokr_anima", LOKR_SUFFIXES),
+    "loha": AdapterKind("LoHa", "networks.loha_anima", LOHA_SUFFIXES),
+}
+
+
+def kind_of_suffix(suffix: str) -> str | None:
+    """The adapter kind a (canonical) suffix belongs to; None for alpha and norm deltas."""
+    return next((kind for kind, spec in ADAPTER_KINDS.items() if suffix in spec.suffixes), None)
 
 # diffusers 0.42.1 `_convert_non_diffusers_anima_lora_to_diffusers`: applied in this order to DiT paths
 _DIFFUSERS_RENAMES = (

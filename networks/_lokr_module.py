@@ -111,14 +111,4 @@ class LoKrModule(AdapterModule):
     def rescale_(self, ratio: float) -> None:
         (self.lokr_w2_a if self.layout.split_w2 else self.lokr_w2).mul_(ratio)
 
-    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        out = self._org_forward(x, *args, **kwargs)
-        if self.training and self.module_dropout and torch.rand(()) < self.module_dropout:
-            return out
-        delta = self.delta_weight()
-        if self.training and self.rank_dropout:
-            # LyCORIS's LoKr rank dropout: drop whole output rows of ΔW, no rescaling
-            keep = torch.rand(delta.shape[0], 1, device=delta.device) > self.rank_dropout
-            delta = delta * keep.to(delta.dtype)
-        update = torch.nn.functional.linear(x.to(delta.dtype), delta * self.multiplier)
-        return out + update.to(out.dtype)
+    forward = AdapterModule.forward_whole_delta

@@ -8,7 +8,6 @@ per-kind shapes come from the functions the build itself uses (`targets_with_ran
 
 from __future__ import annotations
 
-import importlib
 from argparse import Namespace
 from collections.abc import Mapping
 from types import ModuleType
@@ -20,11 +19,12 @@ import torch.nn as nn
 from library.anima.file_slots import not_an_adapter
 from library.anima.model import AnimaConfig, AnimaDiT
 from library.errors import ConfigError
+from library.network_setup import import_network_module
 from library.weight_files import read_safetensors_header
 from networks._adapter_module import check_file_tensors
 from networks._base import report_unmatched
 from networks._build import model_paths, parse_common, targets_with_ranks
-from networks._keys import group_by_module
+from networks._keys import group_by_module, kind_of_suffix
 
 Shape = tuple[int, ...]
 Plan = dict[str, dict[str, Shape]]
@@ -36,7 +36,7 @@ def check_network_fits(args: Namespace, kwargs: Mapping[str, Any], config: Anima
     and shape. A network module other than ours, or a file that is no readable .safetensors, is left to the checks
     that follow (`NetworkTrainer.validate`, `check_adapter_file`)."""
     try:
-        kind = importlib.import_module(args.network_module or "")
+        kind = import_network_module(args.network_module or "")
     except ImportError:
         return
     if not hasattr(kind, "tensor_shapes"):
@@ -77,10 +77,10 @@ def check_weights_fit(kind: ModuleType, unet: nn.Module, file: str, header: Mapp
     for path, tensors in grouped.items():
         module = modules[path]
         if isinstance(module, nn.Linear) and plan is None:
-            if not any(suffix.startswith(("lora_", "lokr_")) for suffix in tensors):
+            if not any(kind_of_suffix(suffix) for suffix in tensors):
                 unmatched.extend(key for key, _shape in tensors.values())
                 continue
-            own_kind = [suffix for suffix in tensors if suffix.startswith(kind_name + "_")]
+            own_kind = [suffix for suffix in tensors if kind_of_suffix(suffix) == kind_name]
             out_in = (module.out_features, module.in_features)
             own = kind.file_tensor_shapes(path, out_in, tensors) if own_kind else {}
         elif plan is None:

@@ -35,7 +35,8 @@ def check_network_args(kwargs: dict[str, Any]) -> None:
     algo = str(kwargs.get("algo", "lokr")).strip().lower()
     if algo != "lokr":
         raise ConfigError(f"--network_args algo={algo}: {MODULE_NAME} trains LoKr only. For LoRA use "
-                          f"--network_module networks.lora_anima; other LyCORIS algorithms are not supported.")
+                          f"--network_module networks.lora_anima, for LoHa networks.loha_anima; LyCORIS's other "
+                          f"algorithms train with --network_module lycoris.kohya.")
     check_common_values(kwargs, prefix="lokr_")
     lokr_options(kwargs)
 
@@ -142,7 +143,6 @@ def create_network_from_weights(
     return build_from_weights(
         MODULE_NAME,
         "lokr",
-        ("LoRA", "networks.lora_anima"),
         unet,
         multiplier,
         file,

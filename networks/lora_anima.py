@@ -89,7 +89,6 @@ def create_network_from_weights(
     return build_from_weights(
         MODULE_NAME,
         "lora",
-        ("LoKr", "networks.lokr_anima"),
         unet,
         multiplier,
         file,

@@ -20,6 +20,11 @@ _SUFFIXES = (
     "lokr_w2",
     "lokr_w2_a",
     "lokr_w2_b",
+    "hada_w1_a",
+    "hada_w1_b",
+    "hada_w2_a",
+    "hada_w2_b",
+    "dora_scale",
     "w_norm",
     "diff",
 )
@@ -43,6 +48,10 @@ def comfy_delta(parts: dict[str, torch.Tensor], shape: torch.Size) -> torch.Tens
         down = parts.get("lora_down.weight", parts.get("lora_A.weight"))
         factor = alpha / down.shape[0] if alpha is not None else 1.0
         return (up @ down).reshape(shape) * factor
+    if "hada_w1_a" in parts:
+        factor = alpha / parts["hada_w1_b"].shape[0] if alpha is not None else 1.0
+        hadamard = (parts["hada_w1_a"] @ parts["hada_w1_b"]) * (parts["hada_w2_a"] @ parts["hada_w2_b"])
+        return hadamard.reshape(shape) * factor
     dim = None
     w1 = parts.get("lokr_w1")
     if w1 is None:
@@ -63,5 +72,20 @@ def comfy_patch(model_sd: dict[str, torch.Tensor], file_sd: dict[str, torch.Tens
         target = name.removeprefix("diffusion_model.") + ".weight"
         assert target in patched, f"NOT LOADED {name}"
         weight = patched[target]
-        patched[target] = (weight.float() + strength * comfy_delta(parts, weight.shape)).to(weight.dtype)
+        delta = comfy_delta(parts, weight.shape)
+        if "dora_scale" in parts:
+            delta = dora_weight(weight.float(), delta, parts["dora_scale"]) - weight.float()
+        patched[target] = (weight.float() + strength * delta).to(weight.dtype)
     return patched
+
+
+def dora_weight(weight: torch.Tensor, delta: torch.Tensor, dora_scale: torch.Tensor) -> torch.Tensor:
+    """ComfyUI's `weight_decompose` at strength 1: (W + ΔW) · dora_scale / norm. A dora_scale with one row per
+    output divides by the norm of the original W's rows (ComfyUI's behaviour, adapter-files.md §9); otherwise by
+    the norm of each input column of W + ΔW."""
+    adapted = weight + delta
+    if tuple(dora_scale.shape) == (weight.shape[0], 1):
+        norm = weight.norm(dim=1, keepdim=True)
+    else:
+        norm = adapted.norm(dim=0, keepdim=True)
+    return adapted * (dora_scale / norm)

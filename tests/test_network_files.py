@@ -13,7 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from library.errors import ConfigError
-from networks import lokr_anima, lora_anima
+from networks import loha_anima, lokr_anima, lora_anima
 
 VARIANTS = {  # name: (network module, dim, alpha, network_args)
     "lora": (lora_anima, 4, 2.0, {}),
@@ -26,6 +26,8 @@ VARIANTS = {  # name: (network module, dim, alpha, network_args)
     "lokr_split": (lokr_anima, 2, 1.0, {"factor": "4"}),
     "lokr_both": (lokr_anima, 1, 3.0, {"factor": "4", "decompose_both": "true"}),
     "lokr_full": (lokr_anima, 100000, 1.0, {}),
+    "loha": (loha_anima, 2, 3.0, {}),
+    "loha_reg": (loha_anima, 2, 1.0, {"network_reg_dims": r"blocks\.1\..*=3", "network_reg_alphas": r".*_proj=6"}),
 }
 
 

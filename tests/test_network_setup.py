@@ -10,7 +10,7 @@ import pytest
 from _tiny_run import REPO, read_losses, state_dict_of, tiny_model, train
 
 from library.errors import ConfigError
-from library.network_setup import check_network_file_options
+from library.network_setup import check_network_file_options, optimizer_params
 
 sys.path.insert(0, str(REPO / "tools"))
 import merge_anima_lora  # noqa: E402  (a script folder, not a package)
@@ -63,3 +63,24 @@ def test_bad_combinations_fail_at_start_up(changes: dict, pattern: str) -> None:
         setattr(args, key, value)
     with pytest.raises(ConfigError, match=pattern):
         check_network_file_options(args)
+
+
+class _KohyaStyle:
+    def prepare_optimizer_params(self, text_encoder_lr, unet_lr, default_lr=None):
+        return [{"lr": unet_lr}], ["unet"]
+
+
+class _TakesAny(_KohyaStyle):
+    def prepare_optimizer_params(self, text_encoder_lr, unet_lr, default_lr=None, **kwargs):
+        return [{"lr": unet_lr} | kwargs], ["unet"]
+
+
+def test_group_lrs_reach_only_networks_that_take_them(caplog: pytest.LogCaptureFixture) -> None:
+    """The TypeError of kohya/LyCORIS networks (issue 18): our llm_adapter_lr / norm_lr are not passed to a network
+    whose prepare_optimizer_params does not name them (and say so once set); **kwargs takes them. Break caught:
+    passing them always (TypeError)."""
+    args = Namespace(text_encoder_lr=None, unet_lr=1e-4, learning_rate=1e-3, llm_adapter_lr=5e-5, norm_lr=None,
+                     network_module="their.network")
+    assert optimizer_params(_KohyaStyle(), args) == ([{"lr": 1e-4}], ["unet"])
+    assert "--llm_adapter_lr 5e-05 has no effect with --network_module their.network" in caplog.text
+    assert optimizer_params(_TakesAny(), args)[0] == [{"lr": 1e-4, "llm_adapter_lr": 5e-5, "norm_lr": None}]

@@ -11,9 +11,7 @@ from _lora_read import ModulePatch
 
 from library.atomic import save_safetensors_atomic
 from library.errors import ConfigError, UserError
-from networks._keys import file_key
-from networks.lokr_anima import MODULE_NAME as LOKR_MODULE
-from networks.lora_anima import MODULE_NAME as LORA_MODULE
+from networks._keys import ADAPTER_KINDS, file_key
 
 PRECISIONS = {"float": torch.float32, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -39,7 +37,8 @@ def our_form(patches: list[ModulePatch], dtype: torch.dtype | None) -> dict[str,
 
 def network_module(patches: list[ModulePatch]) -> str:
     """The `--network_module` that loads these patches."""
-    return LOKR_MODULE if any(p.kind == "lokr" for p in patches) else LORA_MODULE
+    kinds = {p.kind for p in patches}
+    return next((ADAPTER_KINDS[k].module for k in ("lokr", "loha") if k in kinds), ADAPTER_KINDS["lora"].module)
 
 
 def save_adapter(tensors: dict[str, torch.Tensor], output: str | os.PathLike, metadata: dict[str, str]) -> None:

@@ -4,7 +4,7 @@ Module names are resolved the way ComfyUI and our networks resolve them (`networ
 module can have is generated from a model's own module paths, here a skeleton of the Anima DiT on the meta
 device (no weights), so a kohya `lora_unet_` name is never guessed back into dots. Whatever cannot be
 rewritten without changing its effect in ComfyUI is refused with a `ConfigError` naming the key: text-encoder
-keys (our form is DiT-only), DoRA, LoHa, Tucker, bias deltas, full-weight diffs on a Linear, unknown keys.
+keys (our form is DiT-only), DoRA, Tucker, bias deltas, full-weight diffs on a Linear, unknown keys.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from library.anima.model import AnimaConfig, AnimaDiT
 from library.errors import ConfigError
 from networks._base import read_weights
 from networks._build import model_paths
-from networks._keys import LOKR_SUFFIXES, LORA_SUFFIXES, group_by_module
+from networks._keys import LOHA_SUFFIXES, LORA_SUFFIXES, group_by_module, kind_of_suffix
 from networks._targets import is_norm
 
 TEXT_ENCODER_PREFIXES = ("lora_te", "text_encoders.", "text_encoder.", "qwen3")
 # (marker in a key, what it is, why it cannot be rewritten exactly)
 REFUSED = (
     (".dora_scale", "DoRA (dora_scale)", "its effect depends on the base weight's norms, so no plain LoRA equals it"),
-    (".hada_", "LoHa (hada_*)", "a Hadamard product of two low-rank pairs is neither a LoRA nor a LoKr"),
+    (".hada_t", "Tucker LoHa (hada_t1/t2)", "a convolution form; Anima has no convolutions to adapt"),
     (".lora_mid", "Tucker LoRA (lora_mid)", "a convolution form; Anima has no convolutions to adapt"),
     (".lokr_t2", "Tucker LoKr (lokr_t2)", "a convolution form; Anima has no convolutions to adapt"),
     (".oft_blocks", "OFT/BOFT", "an orthogonal rotation, not an additive delta"),
@@ -42,7 +42,7 @@ class ModulePatch:
     """One module's adapter in our suffixes; `alpha` is always set (0-dim float32) for LoRA and LoKr."""
 
     path: str
-    kind: str  # "lora", "lokr" or "norm"
+    kind: str  # "lora", "lokr", "loha" or "norm"
     tensors: dict[str, torch.Tensor]
     alpha_added: bool = False
 
@@ -157,21 +157,39 @@ def _lokr(path: str, linear: nn.Linear, tensors: dict, source: str) -> ModulePat
     return ModulePatch(path, "lokr", kept, alpha is None)
 
 
+def _loha(path: str, linear: nn.Linear, tensors: dict, source: str) -> ModulePatch:
+    key = next(iter(tensors.values()))[0]
+    _check(set(LOHA_SUFFIXES) <= set(tensors), source, key, f"module {path} needs all of {', '.join(LOHA_SUFFIXES)}.")
+    shape = {suffix: tuple(tensors[suffix][1].shape) for suffix in LOHA_SUFFIXES}
+    rank = shape["hada_w1_b"][0]
+    out_in = (linear.out_features, linear.in_features)
+    fits = all(shape[f"hada_w{i}_a"] == (out_in[0], rank) and shape[f"hada_w{i}_b"] == (rank, out_in[1]) for i in (1, 2))
+    _check(fits, source, key, f"hada_* shapes {sorted(shape.values())} do not fit {path} ({out_in[1]} -> {out_in[0]}) "
+           "at one rank; pass the DiT this file is for with --model.")
+    alpha = _alpha(tensors, source)
+    kept = {suffix: tensors[suffix][1] for suffix in LOHA_SUFFIXES}
+    kept["alpha"] = torch.tensor(float(rank if alpha is None else alpha))
+    return ModulePatch(path, "loha", kept, alpha is None)
+
+
+READERS = {"lora": _lora, "lokr": _lokr, "loha": _loha}
+
+
 def _module_patch(path: str, module: nn.Module, tensors: dict, source: str) -> ModulePatch:
     suffixes = set(tensors)
     key = next(iter(tensors.values()))[0]
     if "b_norm" in suffixes:
         raise ConfigError(f"{source}: key {tensors['b_norm'][0]} is a bias delta; Anima's norms have no bias.")
     if isinstance(module, nn.Linear):
-        lora, lokr = suffixes & set(LORA_SUFFIXES), suffixes & set(LOKR_SUFFIXES)
+        kinds = {kind for suffix in suffixes if (kind := kind_of_suffix(suffix))}
         if "w_norm" in suffixes:
             raise ConfigError(
                 f"{source}: key {tensors['w_norm'][0]} is a full-weight diff on Linear {path}; our form holds "
-                "LoRA, LoKr and norm deltas only."
+                "LoRA, LoKr, LoHa and norm deltas only."
             )
-        _check(not (lora and lokr), source, key, f"module {path} has both LoRA and LoKr tensors.")
-        _check(bool(lora or lokr), source, key, f"module {path} has an alpha but no weights.")
-        return _lora(path, module, tensors, source) if lora else _lokr(path, module, tensors, source)
+        _check(len(kinds) < 2, source, key, f"module {path} mixes {' and '.join(sorted(kinds))} tensors.")
+        _check(bool(kinds), source, key, f"module {path} has an alpha but no weights.")
+        return READERS[kinds.pop()](path, module, tensors, source)
     _check(is_norm(module) and suffixes == {"w_norm"}, source, key, f"{path} takes only a w_norm delta.")
     delta = tensors["w_norm"][1]
     _check(

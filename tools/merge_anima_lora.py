@@ -1,4 +1,4 @@
-"""Bake LoRA/LoKr/norm files into an Anima DiT with ComfyUI's math: W += ratio · scale · ΔW, norms
+"""Bake LoRA/LoKr/LoHa/norm files into an Anima DiT with ComfyUI's math: W += ratio · scale · ΔW, norms
 W += ratio · w_norm (all deltas of one weight summed in float32, then cast once).
 
 The output has the input's layout: the same keys in the same order (prefix `net.`, `model.diffusion_model.`

@@ -28,6 +28,7 @@ from _lora_cli import PRECISIONS, exit_code, our_form, precision, save_adapter
 from _lora_read import ModulePatch, dit_skeleton, read_adapter, read_adapter_file
 
 from library.errors import ConfigError
+from networks._keys import ADAPTER_KINDS
 
 MIN_SV = 1e-6  # kohya: a product whose largest singular value is below this is a zero matrix (kept at rank 1)
 METHODS = ("sv_ratio", "sv_fro", "sv_cumulative")
@@ -97,12 +98,13 @@ def resize_weights(
         raise ConfigError(
             f"--dynamic_param {param}: give a positive target (a fraction up to 1 for sv_fro/sv_cumulative)."
         )
-    lokr = [p.path for p in patches if p.kind == "lokr"]
-    if lokr:
-        raise ConfigError(
-            f"{len(lokr)} LoKr modules (e.g. {lokr[0]}): a Kronecker product is not a low-rank factorisation, so "
-            "there is no rank to reduce. Retrain with a smaller network_dim or factor instead."
-        )
+    for kind, product in (("lokr", "a Kronecker product"), ("loha", "a Hadamard product of two low-rank pairs")):
+        found = [p.path for p in patches if p.kind == kind]
+        if found:
+            raise ConfigError(
+                f"{len(found)} {ADAPTER_KINDS[kind].label} modules (e.g. {found[0]}): {product} is not a low-rank "
+                "factorisation, so there is no rank to reduce. Retrain with a smaller network_dim (or factor) instead."
+            )
     out, report = [], []
     with torch.no_grad():
         for patch in patches:

@@ -153,7 +153,8 @@ class AnimaDiT(nn.Module):
         if frames % pt:
             raise ValueError(f"latent frames ({frames}) must be a multiple of patch_temporal ({pt})")
         x = F.pad(x, (0, (-w) % p, 0, (-h) % p, 0, 0), mode="circular") if h % p or w % p else x
-        dtype = self.x_embedder.proj[1].weight.dtype
+        embed = getattr(self.x_embedder.proj[1], "weight", None)  # LyCORIS's algo=full moves it into its module
+        dtype = (embed if embed is not None else self.t_embedding_norm.weight).dtype
         x = torch.cat([x, self._mask_channel(padding_mask, x)], dim=1).to(dtype)
 
         tokens = self.x_embedder(x)

@@ -32,6 +32,7 @@ from library.anima.tokenizers import load_t5_tokenizer
 from library.anima.vae import AnimaVAE
 from library.errors import ConfigError
 from library.file_fingerprint import file_fingerprint
+from library.network_setup import MODULES_WITHOUT_MODEL_ARGS
 from library.registries.timesteps import sample_sigmas
 from library.registries.weightings import loss_weighting
 from library.sample_draws import per_sample, randn_per_sample
@@ -143,6 +144,8 @@ class AnimaNetworkTrainer(NetworkTrainer):
             torch.cuda.empty_cache()
 
     def network_kwargs(self, args: Namespace) -> dict[str, str]:
+        if args.network_module in MODULES_WITHOUT_MODEL_ARGS:  # LyCORIS's own network keeps its own defaults
+            return {}
         return {"train_norm": str(bool(args.train_norm))}
 
     def get_noise_pred_and_target(
