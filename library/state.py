@@ -21,6 +21,7 @@ from typing import Any
 from library.atomic import TMP_MARK, maybe_crash, write_text_atomic
 from library.errors import ConfigError
 from library.file_fingerprint import same_file_contents
+from library.foreign_state import refuse_foreign_state
 from library.launch_command import launch_prefix
 from library.text_encoder_lora import DIT_ONLY
 
@@ -103,6 +104,7 @@ def read_train_state(folder: str | os.PathLike) -> TrainState:
                           f"folder. Use the newest folder that has it.")
     try:
         data = json.loads(info.read_text(encoding="utf-8"))
+        refuse_foreign_state(path, data)  # kohya's (or another trainer's) state: refused, naming its LoRA file
         return TrainState(
             current_epoch=int(data["current_epoch"]),
             current_step=int(data["current_step"]),
