@@ -4,7 +4,7 @@ that carries their LoRA over (`--network_weights`).
 kohya sd-scripts writes its states with accelerate's `save_state` (`model.safetensors`, `optimizer.bin`,
 `scheduler.bin`, `random_states_0.pkl`) and adds a `train_state.json` holding only `current_epoch` and `current_step`
 (kohya-cli.md §5.1); FHfanshu sd-scripts-anima adds `resume_snapshot.json`. Our states record what they were trained
-with (`identity`), so a `train_state.json` without it was not written here. Such a state cannot be continued exactly:
+with (`identity`) and where in the epoch they stopped, so a `train_state.json` without both was not written here. Such a state cannot be continued exactly:
 its `optimizer.bin` holds the moments by position in that trainer's parameter order and groups (kohya: text encoder
 first, `lora`/`plus` groups, its own default targets), and its data order, RNG and step arithmetic are its own
 (kohya-cli.md §5.3), so nothing here would replay the run it stopped. Its network weights carry over whole:
@@ -20,13 +20,14 @@ from library.errors import ConfigError
 from library.weight_files import read_safetensors_header
 
 ACCELERATE_FILES = ("model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl")
+OUR_KEYS = {"identity", "batches_done_in_epoch"}  # every state this trainer wrote has one of them; kohya's has neither
 SEED_PROJECT_MARK = "resume_snapshot.json"  # FHfanshu sd-scripts-anima's resume record (kohya-cli.md §5.4)
 
 
 def refuse_foreign_state(folder: Path, data: dict[str, Any]) -> None:
     """Called with a state folder's parsed `train_state.json`; returns when this trainer wrote it (or when the file
     is no complete record at all: the caller reports it damaged)."""
-    if not isinstance(data, dict) or "identity" in data or "current_step" not in data:
+    if not isinstance(data, dict) or OUR_KEYS & set(data) or "current_step" not in data:
         return
     kind = state_kind(folder)
     present = [name for name in (*ACCELERATE_FILES, "train_state.json", SEED_PROJECT_MARK) if (folder / name).is_file()]

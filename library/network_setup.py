@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from library.errors import ConfigError
-from library.text_encoder_lora import describe_trained_parts, trains_denoiser, trains_text_encoder
+from library.text_encoder_lora import (
+    checkpoint_text_encoders,
+    describe_trained_parts,
+    trains_denoiser,
+    trains_text_encoder,
+)
 from library.weight_files import safetensors_problem, torch_file_problem
 
 
@@ -70,6 +75,8 @@ def create_trained_network(args: Namespace, models: Any, kwargs: dict[str, str],
         network = module.create_network(1.0, args.network_dim, args.network_alpha, models.vae, encoders,
                                         models.denoiser, neuron_dropout=args.network_dropout, **kwargs)
     network.apply_to(encoders, models.denoiser, trains_text_encoder(args), trains_denoiser(args))
+    if args.gradient_checkpointing:
+        checkpoint_text_encoders(encoders)
     print_fn(describe_trained_parts(args))
     if args.network_weights:
         info = network.load_weights(args.network_weights)

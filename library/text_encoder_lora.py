@@ -77,3 +77,14 @@ def encode_step_text(trainer: Any, args: Namespace, models: Any, captions: list[
 
     with torch.set_grad_enabled(trains_text_encoder(args)):
         return trainer.encode_text(args, models, captions)
+
+
+def checkpoint_text_encoders(encoders: list[Any]) -> None:
+    """kohya's --gradient_checkpointing covers a trained text encoder too. Non-reentrant, so the LoRA inside each
+    layer gets its gradients although the layer's input needs none (kohya works around the reentrant form by making
+    Qwen3's first weight require grad); transformers checkpoints only in training mode, which changes nothing else in
+    Qwen3 (it has no dropout)."""
+    for encoder in encoders:
+        if getattr(encoder, "supports_gradient_checkpointing", False):
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            encoder.train()

@@ -11,12 +11,16 @@ Breaks these tests catch (each was made once and failed them):
 - library/text_encoder_lora.py `trains_text_encoder` ignoring --network_train_unet_only: that run saves te keys;
 - library/text_encoder_lora.py `check_trained_parts` without the cache check: --network_train_text_encoder_only with
   cached outputs trains (and the run is not refused);
+- library/state.py `_with_trained_parts` returning the identity as read: an old DiT-only state resumes into a run
+  with a Qwen3 LoRA;
+- library/text_encoder_lora.py `checkpoint_text_encoders` without `encoder.train()`: Qwen3 is not recomputed;
 - networks/_plan.py without `check_text_encoder_part`: a warm start with a text-encoder part on cached outputs runs.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -85,6 +89,37 @@ def test_the_text_encoder_gets_text_encoder_lr_else_learning_rate() -> None:
     assert len(groups[names.index("textencoder 1")]["params"]) == 2 * len(KOHYA_MODULES)
 
 
+def test_gradient_checkpointing_recomputes_qwen3_and_keeps_the_lora_gradients() -> None:
+    from library.text_encoder_lora import checkpoint_text_encoders
+
+    ids = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(3))
+    grads, calls = [], []
+    for checkpointing in (False, True):
+        qwen, dit = small_qwen3(), make_model()
+        torch.manual_seed(4)
+        network = lora_anima.create_network(1.0, 4, 2.0, None, [qwen], dit)
+        for parameter in network.parameters():
+            parameter.data.normal_(0, 0.2)
+        network.apply_to([qwen], dit, True, False)
+        if checkpointing:
+            checkpoint_text_encoders([qwen])
+        count, mlp = [0], qwen.layers[0].mlp
+        forward = mlp.forward  # counted by a wrapper: torch runs no forward hooks when it recomputes
+
+        def counted(*args: object, forward=forward, count=count) -> torch.Tensor:
+            count[0] += 1
+            return forward(*args)
+
+        mlp.forward = counted
+        qwen(input_ids=ids, use_cache=False).last_hidden_state.square().sum().backward()
+        grads.append([p.grad.clone() for p in network.parameters()])
+        calls.append(count[0])
+    assert calls == [1, 2]  # the checkpointed layer ran again in the backward pass
+    assert all(g.abs().max() > 0 for g in grads[1][1::3])  # every lora_up gets a gradient (alpha, down, up order)
+    for plain, checkpointed in zip(*grads, strict=True):
+        torch.testing.assert_close(checkpointed, plain, rtol=1e-6, atol=1e-7)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_model(tmp_path_factory.mktemp("tiny"))
@@ -128,6 +163,19 @@ def test_uncached_text_trains_lora_te_keys_that_resume_exactly_and_load_back(tin
     assert not info["unmatched_keys"] and not info["not_in_file"]
     reloaded = network.file_state_dict()
     assert all(torch.equal(reloaded[k].float(), file_sd[k].float()) for k in te_keys)
+
+
+def test_a_state_from_before_text_encoder_loras_is_refused_with_one(uncached: Path, tmp_path: Path) -> None:
+    """Such a state trained the DiT only (its model.safetensors lacks the lora_te_ tensors); resumed by a run that
+    would now train Qwen3 too, it must be refused at start, not fail inside accelerate's strict load."""
+    out = train(uncached, tmp_path / "first", "--max_train_steps", "1", "--save_state", "--network_train_unet_only")
+    state = out / f"{NAME}-state"
+    info = json.loads((state / "train_state.json").read_text(encoding="utf-8"))
+    assert info["identity"].pop("trained_parts") == "DiT"
+    (state / "train_state.json").write_text(json.dumps(info), encoding="utf-8")
+    validate(uncached, tmp_path / "out", "--resume", str(state), "--network_train_unet_only")
+    with pytest.raises(ConfigError, match="trained_parts: state has 'DiT', this run has 'DiT \\+ Qwen3 text encoder'"):
+        validate(uncached, tmp_path / "out", "--resume", str(state))
 
 
 @pytest.mark.parametrize("option,prefixes", [("--network_train_unet_only", {"diffusion_model."}),
