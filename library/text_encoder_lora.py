@@ -64,7 +64,8 @@ def describe_trained_parts(args: Namespace) -> str:
     if not trains_text_encoder(args):
         why = ("--network_train_unet_only" if getattr(args, "network_train_unet_only", False)
                else "text-encoder outputs are cached")
-        return f"training the DiT LoRA only ({why}; without both, kohya's rule trains a Qwen3 LoRA too)"
+        return (f"training the DiT LoRA only ({why}; kohya's rule trains a Qwen3 text-encoder LoRA too when text "
+                f"outputs are not cached and --network_train_unet_only is not given)")
     if not trains_denoiser(args):
         return "training the Qwen3 text-encoder LoRA only (--network_train_text_encoder_only)"
     return ("training the DiT LoRA and a Qwen3 text-encoder LoRA (text outputs are not cached; kohya's rule; "

@@ -2,7 +2,7 @@
 
 It registers every adapter module (so accelerate/DDP see the parameters and `network.state_dict()` holds
 them, kohya-cli.md §1.4), patches the targets' forwards on `apply_to`, groups parameters for the optimizer,
-and reads/writes adapter files in the `diffusion_model.*` form (`networks/_keys.py`).
+and reads/writes adapter files in the `diffusion_model.*` form, a Qwen3 LoRA as kohya's `lora_te_*` (`networks/_keys.py`).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class AnimaAdapterNetwork(nn.Module):
         return {file_key(a.path, suffix): t for a in self.adapters for suffix, t in a.state_dict().items()}
 
     def save_weights(self, file: str | os.PathLike, dtype: torch.dtype | None, metadata: dict[str, str] | None) -> None:
-        """Atomic write in `diffusion_model.*` form, every tensor (alpha included) cast to `dtype`; a NaN or inf
+        """Atomic write in `diffusion_model.*` form (a Qwen3 LoRA as `lora_te_*`), every tensor (alpha included) cast to `dtype`; a NaN or inf
         tensor refuses the write (a diverged network must not replace a good file)."""
         tensors = {
             k: (t.detach().to("cpu", dtype) if dtype is not None else t.detach().cpu())

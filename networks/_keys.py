@@ -1,7 +1,7 @@
 """Tensor key names: the one form we write and every foreign form `--network_weights` reads.
 
 We write `diffusion_model.<dotted module path>.<suffix>`, which ComfyUI maps for Anima with no conversion
-(adapter-files.md §2.1, §10 item 1). Reading, a module is found the way ComfyUI finds it: every name a
+(adapter-files.md §2.1, §10 item 1), and a Qwen3 text-encoder LoRA as kohya does, `lora_te_<path with _>.<suffix>`. Reading, a module is found the way ComfyUI finds it: every name a
 module can have is generated from the model's own module paths (`lora_unet_` with underscores, `lycoris_`,
 `diffusion_model.`, a bare path, diffusers' `transformer.` / `text_conditioner.` names), so underscores are
 never guessed back into dots. Suffix spellings (peft `lora_A`/`lora_B`, `.default`, `diff`) are folded onto
