@@ -14,6 +14,7 @@ Breaks these tests catch (each was made once and failed them):
 - library/state.py `_with_trained_parts` returning the identity as read: an old DiT-only state resumes into a run
   with a Qwen3 LoRA;
 - library/text_encoder_lora.py `checkpoint_text_encoders` without `encoder.train()`: Qwen3 is not recomputed;
+- library/run_summary.py `comfy_loader` always naming LoraLoaderModelOnly: the summary's hint fails;
 - networks/_plan.py without `check_text_encoder_part`: a warm start with a text-encoder part on cached outputs runs.
 """
 
@@ -136,10 +137,11 @@ def uncached(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def test_uncached_text_trains_lora_te_keys_that_resume_exactly_and_load_back(tiny: Path, uncached: Path,
-                                                                              tmp_path: Path) -> None:
+def test_uncached_text_trains_lora_te_keys_that_resume_exactly_and_load_back(
+        tiny: Path, uncached: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     extra = ("--max_train_steps", "4", "--save_every_n_steps", "2", "--save_state", "--text_encoder_lr", "5e-3")
     full = train(uncached, tmp_path / "full", *extra)
+    assert "load it with a LoraLoader node, model and CLIP" in capsys.readouterr().out  # the summary's ComfyUI hint
     file_sd = state_dict_of(full / f"{NAME}.safetensors")
     te_keys = [key for key in file_sd if key.startswith("lora_te_")]
     assert sorted({key.split(".")[0] for key in te_keys}) == sorted(KOHYA_MODULES) and len(te_keys) == 42
