@@ -12,6 +12,12 @@ from types import ModuleType
 from typing import Any
 
 from library.errors import ConfigError
+from library.text_encoder_lora import (
+    checkpoint_text_encoders,
+    describe_trained_parts,
+    trains_denoiser,
+    trains_text_encoder,
+)
 from library.weight_files import safetensors_problem, torch_file_problem
 
 logger = logging.getLogger(__name__)
@@ -94,15 +100,21 @@ def merge_base_weights(args: Namespace, models: Any, print_fn: Any) -> None:
 
 
 def create_trained_network(args: Namespace, models: Any, kwargs: dict[str, str], print_fn: Any) -> Any:
-    """The network to train, applied to the model, warm-started from --network_weights when given."""
+    """The network to train, applied to the parts that train (library/text_encoder_lora.py), warm-started from
+    --network_weights when given."""
     module = import_network_module(args.network_module)
+    # kohya's contract hands the networks the text-encoder modules (Qwen3 itself, not our wrapper with its tokenizers)
+    encoders = [getattr(te, "qwen", te) for te in models.text_encoders] if trains_text_encoder(args) else []
     if args.dim_from_weights:
         network, _ = module.create_network_from_weights(
-            1.0, args.network_weights, models.vae, models.text_encoders, models.denoiser, **kwargs)
+            1.0, args.network_weights, models.vae, encoders, models.denoiser, **kwargs)
     else:
-        network = module.create_network(1.0, args.network_dim, args.network_alpha, models.vae, models.text_encoders,
+        network = module.create_network(1.0, args.network_dim, args.network_alpha, models.vae, encoders,
                                         models.denoiser, neuron_dropout=args.network_dropout, **kwargs)
-    network.apply_to(models.text_encoders, models.denoiser, False, True)
+    network.apply_to(encoders, models.denoiser, trains_text_encoder(args), trains_denoiser(args))
+    if args.gradient_checkpointing:
+        checkpoint_text_encoders(encoders)
+    print_fn(describe_trained_parts(args))
     if args.network_weights:
         info = network.load_weights(args.network_weights)
         print_fn(f"warm start: network weights loaded from {args.network_weights} ({info}); "

@@ -7,6 +7,7 @@ import argparse
 import logging
 
 from library.errors import ConfigError
+from library.text_encoder_lora import check_trained_parts
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +16,6 @@ NO_EFFECT = {
     "disable_mmap_load_safetensors": "model files are read tensor by tensor already",
     "vae_disable_cache": "diffusers' VAE clears its frame cache itself for single images",
     "llm_adapter_path": "the llm_adapter is read from the DiT file, as in kohya",
-    "network_train_unet_only": "only the DiT (and its llm_adapter) is ever trained",
 }
 # kohya options for SD models whose help already says "(no effect for Anima)" (library.arguments.types.NO_EFFECT):
 # warned at start-up with the reason. kohya's flux and anima trainers ignore them just as silently.
@@ -45,7 +45,6 @@ FLOW_NO_EFFECT = {
                                       "augmentation reach them (a resumed run depends on it)",
 }
 REFUSED = {
-    "network_train_text_encoder_only": "Qwen3 LoRA training is not supported; train the DiT",
     "dataset_class": "custom dataset classes are not supported; use --dataset_config",
     "initial_epoch": "use --resume with a state folder, which restores the step exactly",
     "initial_step": "use --resume with a state folder, which restores the step exactly",
@@ -80,6 +79,7 @@ def check_option_support(args: argparse.Namespace) -> None:
 def check_option_pairs(args: argparse.Namespace) -> None:
     """Options that act only together with another: refused as kohya refuses them, or warned when nothing would
     happen (a prompt file with no time to sample at)."""
+    check_trained_parts(args)
     for full, precision in (("full_bf16", "bf16"), ("full_fp16", "fp16")):
         if getattr(args, full, False) and getattr(args, "mixed_precision", None) != precision:
             raise ConfigError(f"--{full} needs --mixed_precision {precision} (got {args.mixed_precision}), as in kohya: "

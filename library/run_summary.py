@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from library.loss_curve import moving_average
+from library.weight_files import read_safetensors_header
 
 LISTED = 10  # saved files and states listed by name; older ones are counted
 
@@ -21,6 +22,19 @@ def saved_line(is_main_process: bool, steps: int, final: Path) -> str:
         return f"training finished: {steps} steps. LoRA saved to {final}"
     return (f"training finished: {steps} steps. The main machine (process 0) saved the LoRA to {final} on its disk; "
             "this machine wrote no LoRA file.")
+
+
+def comfy_loader(lora: Path) -> str:
+    """The ComfyUI node that applies all of the file: a text-encoder LoRA (kohya's `lora_te_` keys) needs the CLIP
+    input of LoraLoader; a DiT-only file goes between the model loader and the sampler."""
+    try:
+        text_encoder = any(key.startswith("lora_te_") for key in read_safetensors_header(lora))
+    except (OSError, ValueError):
+        text_encoder = False
+    if text_encoder:
+        return ("a LoraLoader node, model and CLIP (it holds a Qwen3 text-encoder LoRA, which ComfyUI applies from "
+                "PR #13847 of 2026-05-11 on)")
+    return "a LoraLoaderModelOnly node"
 
 
 def saved_along_the_way(final: Path) -> list[Path]:
@@ -79,6 +93,6 @@ def training_summary(rows: Sequence[tuple[int, float]], window: int, epochs: int
     lines += ["  files:", f"    {final}", *(f"    {path}" for path in files if path)]
     if saved := saved_along_the_way(final):
         lines += ["  saved along the way (LoRAs, and states to --resume from):", *_listed(saved)]
-    lines.append(f"  in ComfyUI: put {final.name} into ComfyUI/models/loras/ and load it with a LoraLoaderModelOnly "
-                 "node (docs/lora_files.md)")
+    lines.append(f"  in ComfyUI: put {final.name} into ComfyUI/models/loras/ and load it with {comfy_loader(final)} "
+                 "(docs/lora_files.md)")
     return "\n".join(lines)

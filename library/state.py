@@ -21,7 +21,9 @@ from typing import Any
 from library.atomic import TMP_MARK, maybe_crash, write_text_atomic
 from library.errors import ConfigError
 from library.file_fingerprint import same_file_contents
+from library.foreign_state import refuse_foreign_state
 from library.launch_command import launch_prefix
+from library.text_encoder_lora import DIT_ONLY
 
 TRAIN_STATE_FILE = "train_state.json"
 PARTIAL_SUFFIX = ".tmp-partial"
@@ -102,11 +104,12 @@ def read_train_state(folder: str | os.PathLike) -> TrainState:
                           f"folder. Use the newest folder that has it.")
     try:
         data = json.loads(info.read_text(encoding="utf-8"))
+        refuse_foreign_state(path, data)  # kohya's (or another trainer's) state: refused, naming its LoRA file
         return TrainState(
             current_epoch=int(data["current_epoch"]),
             current_step=int(data["current_step"]),
             batches_done_in_epoch=int(data.get("batches_done_in_epoch", 0)),
-            identity=dict(data.get("identity", {})),
+            identity=_with_trained_parts(dict(data.get("identity", {}))),
             base_model=dict(data.get("base_model", {})),
             num_processes=int(data.get("num_processes", 0)),
             launcher=[str(item) for item in data.get("launcher", [])],
@@ -114,6 +117,11 @@ def read_train_state(folder: str | os.PathLike) -> TrainState:
     except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
         raise ConfigError(f"--resume {folder}: {info} is damaged ({type(error).__name__}: {error}), so where the run "
                           f"stopped is unknown. Use another (the newest complete) state folder.") from None
+
+
+def _with_trained_parts(identity: dict[str, Any]) -> dict[str, Any]:
+    """States from before text-encoder LoRAs record no `trained_parts`: they trained the DiT alone."""
+    return identity | {"trained_parts": identity.get("trained_parts", DIT_ONLY)} if identity else identity
 
 
 def check_process_count(folder: str, state: TrainState, current: int) -> None:

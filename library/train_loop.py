@@ -30,6 +30,7 @@ from library.run_summary import saved_line, training_summary
 from library.sample_draws import micro_seed, sample_generators, sample_seed
 from library.signals import StopRequest, end_run, exit_code, exit_worker
 from library.step_readout import StepReadout
+from library.text_encoder_lora import encode_step_text
 from library.validation import log_validation, num_validation_batches, run_validation
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ class TrainLoop:
                 self._interrupt(epoch, progress)
         self._after_epoch(epoch)
 
-    def _micro_step(self, batch: dict[str, Any], epoch: int, index: int, grad_accum: int) -> float:
+    def _micro_step(self, batch: dict[str, Any], epoch: int, index: int, grad_accum: int) -> torch.Tensor:
         args, acc, trainer = self.args, self.acc, self.trainer
         torch.manual_seed(micro_seed(args.seed, epoch, index * acc.num_processes + acc.process_index))  # dropout
         generators = sample_generators([sample_seed(args.seed, epoch, key) for key in batch["draw_keys"]], acc.device)
@@ -138,9 +139,7 @@ class TrainLoop:
             latents = batch["latents"]
             if latents is None:
                 latents = trainer.encode_images_to_latents(args, self.models, batch["images"].to(acc.device))
-            text = batch["text"]
-            if text is None:
-                text = trainer.encode_text(args, self.models, batch["captions"])
+        text = batch["text"] or encode_step_text(trainer, args, self.models, batch["captions"])  # grad: a Qwen3 LoRA
         with acc.autocast():
             pred, target, sigmas, weighting = trainer.get_noise_pred_and_target(
                 args, acc, self.models, latents.to(acc.device), text, generators)

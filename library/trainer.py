@@ -45,6 +45,7 @@ from library.registries.optimizers.fused_backward import enable_fused_backward
 from library.registries.schedulers import build_lr_scheduler
 from library.saving import probe_output_dir
 from library.signals import worker_options
+from library.text_encoder_lora import trained_parts
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class NetworkTrainer:
     def state_identity(self, args: Namespace) -> dict[str, Any]:
         """What a resumed run must share with the run that wrote the state."""
         return {key: getattr(args, key, None) for key in ("network_module", "network_dim", "network_alpha")} | {
-            "network_args": self.network_args(args)} | optimizer_identity(args)
+            "network_args": self.network_args(args), "trained_parts": trained_parts(args)} | optimizer_identity(args)
 
     # ---- set-up ------------------------------------------------------------------------------------
     def validate(self, args: Namespace) -> state_lib.TrainState | None:

@@ -2,7 +2,7 @@
 
 It registers every adapter module (so accelerate/DDP see the parameters and `network.state_dict()` holds
 them, kohya-cli.md §1.4), patches the targets' forwards on `apply_to`, groups parameters for the optimizer,
-and reads/writes adapter files in the `diffusion_model.*` form (`networks/_keys.py`).
+and reads/writes adapter files in the `diffusion_model.*` form, a Qwen3 LoRA as kohya's `lora_te_*` (`networks/_keys.py`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from library.errors import ConfigError
 from library.nonfinite import check_finite_tensors
 from networks._adapter_module import AdapterModule
 from networks._args import get_arg, parse_float, parse_regex_values
-from networks._keys import file_key, group_by_module
+from networks._keys import file_key, group_by_module, is_text_encoder_path, text_encoder_path
 from networks._targets import is_adapter
 
 logger = logging.getLogger(__name__)
+
+TEXT_ENCODER_GROUP = "textencoder 1"  # kohya's name for the Qwen3 LoRA's parameter group (and its lr log)
 
 
 def read_weights(file: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -101,11 +103,18 @@ class AnimaAdapterNetwork(nn.Module):
 
     # kohya hooks -------------------------------------------------------------------------------------------
     def apply_to(self, text_encoders, unet, apply_text_encoder: bool = False, apply_unet: bool = True) -> None:
-        if apply_text_encoder:
-            logger.warning("%s adapts the DiT only; the text encoder is left as it is.", self.module_name)
-        if apply_unet:
-            for adapter in self.adapters:
-                adapter.apply_to_org()
+        """Patch the forwards of the parts that train; the adapters of a part that does not are dropped from the
+        network (kohya's rule: `apply_to` decides, so their tensors are neither trained, saved nor in a state)."""
+        keep = [a for a in self.adapters if (apply_text_encoder if is_text_encoder_path(a.path) else apply_unet)]
+        for adapter in self.adapters:
+            if adapter not in keep:
+                delattr(self, adapter.path.replace(".", "_"))
+        self.adapters = keep
+        counts = Counter("text encoder" if is_text_encoder_path(a.path) else "DiT" for a in keep)
+        logger.info("%s: %d DiT modules and %d text-encoder modules applied", self.module_name, counts["DiT"],
+                    counts["text encoder"])
+        for adapter in keep:
+            adapter.apply_to_org()
 
     def enable_gradient_checkpointing(self) -> None:
         """Nothing to do: patched forwards run inside the DiT's own checkpointed blocks."""
@@ -127,20 +136,27 @@ class AnimaAdapterNetwork(nn.Module):
     def prepare_optimizer_params(
         self, text_encoder_lr, unet_lr, default_lr=None, llm_adapter_lr=None, norm_lr=None
     ) -> tuple[list[dict], list[str]]:
-        """Groups "unet", "llm_adapter" (adapter Linears) and "norm" (all norm deltas, no weight decay); kohya's
-        `network_reg_lrs` moves matching modules into "reg_lr_<i>" groups, and LoRA+ (`loraplus_lr_ratio`,
-        `loraplus_unet_lr_ratio`) gives each LoRA's up matrix a "<group> plus" group at ratio x lr.
+        """Groups "unet", "llm_adapter" (adapter Linears), "norm" (all norm deltas, no weight decay) and kohya's
+        "textencoder 1" (the Qwen3 LoRA); kohya's `network_reg_lrs` moves matching modules into "reg_lr_<i>" groups
+        ("textencoder 1 reg_lr_<i>" for Qwen3 paths), and LoRA+ (`loraplus_lr_ratio`, `loraplus_unet_lr_ratio`,
+        `loraplus_text_encoder_lr_ratio`) gives each LoRA's up matrix a "<group> plus" group at ratio x lr.
 
-        A group's lr is its own (argument, then network_args), else unet_lr, else default_lr."""
+        A DiT group's lr is its own (argument, then network_args), else unet_lr, else default_lr; the text encoder's
+        is text_encoder_lr (kohya's list form: its first value), else default_lr, as in kohya."""
         base_lr = unet_lr if unet_lr is not None else default_lr
+        if isinstance(text_encoder_lr, (list, tuple)):
+            text_encoder_lr = text_encoder_lr[0] if text_encoder_lr else None
         own_lrs = {
             "unet": None,
             "llm_adapter": llm_adapter_lr if llm_adapter_lr is not None else self.llm_adapter_lr,
             "norm": norm_lr if norm_lr is not None else self.norm_lr,
+            TEXT_ENCODER_GROUP: text_encoder_lr if text_encoder_lr is not None else default_lr,
         }
         reg_lrs = parse_regex_values(self.network_args.get("network_reg_lrs"), "network_reg_lrs")
-        plus = parse_float(get_arg(self.network_args, "loraplus_unet_lr_ratio", "loraplus_lr_ratio"),
-                           "loraplus_lr_ratio", None)
+        plus_dit = parse_float(get_arg(self.network_args, "loraplus_unet_lr_ratio", "loraplus_lr_ratio"),
+                               "loraplus_lr_ratio", None)
+        plus_te = parse_float(get_arg(self.network_args, "loraplus_text_encoder_lr_ratio", "loraplus_lr_ratio"),
+                              "loraplus_lr_ratio", None)
         groups: dict[str, dict] = {}
 
         def add(name: str, params: list[nn.Parameter], lr: float | None) -> None:
@@ -150,13 +166,18 @@ class AnimaAdapterNetwork(nn.Module):
                 group["weight_decay"] = 0.0
 
         for adapter in self.adapters:
-            name = "norm" if adapter.kind == "norm" else "llm_adapter" if is_adapter(adapter.path) else "unet"
+            on_text_encoder = is_text_encoder_path(adapter.path)
+            name = (TEXT_ENCODER_GROUP if on_text_encoder else "norm" if adapter.kind == "norm"
+                    else "llm_adapter" if is_adapter(adapter.path) else "unet")
             lr = own_lrs[name] if own_lrs[name] is not None else base_lr
+            path = text_encoder_path(adapter.path)
             for index, (pattern, value) in enumerate(reg_lrs):
-                if adapter.kind != "norm" and pattern.fullmatch(adapter.path):
-                    name, lr = f"reg_lr_{index}", value
+                if adapter.kind != "norm" and pattern.fullmatch(path):
+                    name = f"{TEXT_ENCODER_GROUP} reg_lr_{index}" if on_text_encoder else f"reg_lr_{index}"
+                    lr = value
                     break
             params = list(adapter.parameters())
+            plus = plus_te if on_text_encoder else plus_dit
             if plus is not None and adapter.kind == "lora":
                 up = adapter.lora_up.weight
                 add(f"{name} plus", [up], None if lr is None else lr * plus)
@@ -169,7 +190,7 @@ class AnimaAdapterNetwork(nn.Module):
         return {file_key(a.path, suffix): t for a in self.adapters for suffix, t in a.state_dict().items()}
 
     def save_weights(self, file: str | os.PathLike, dtype: torch.dtype | None, metadata: dict[str, str] | None) -> None:
-        """Atomic write in `diffusion_model.*` form (`write_adapter_file`)."""
+        """Atomic write in `diffusion_model.*` form, a Qwen3 LoRA as `lora_te_*` (`write_adapter_file`)."""
         metadata = dict(metadata or {})
         metadata.setdefault("ss_network_module", self.module_name)
         metadata.setdefault("ss_network_dim", str(self.dim))

@@ -15,9 +15,14 @@ from library.errors import ConfigError
 from networks._adapter_module import AdapterModule
 from networks._args import first_match, get_arg, parse_bool, parse_float, parse_patterns, parse_regex_values
 from networks._base import AnimaAdapterNetwork, keep_suffixes, read_weights, report_unmatched
-from networks._keys import ADAPTER_KINDS, group_by_module, kind_of_suffix
+from networks._keys import (
+    ADAPTER_KINDS,
+    TEXT_ENCODER_PREFIX,
+    group_by_module,
+    kind_of_suffix,
+)
 from networks._norm_module import NormModule
-from networks._targets import TargetRules, find_targets, is_norm
+from networks._targets import TargetRules, find_targets, find_text_encoder_targets, is_norm, text_encoder_module
 
 logger = logging.getLogger(__name__)
 
@@ -67,23 +72,50 @@ def model_paths(unet: nn.Module) -> list[str]:
     return [path for path, m in unet.named_modules() if isinstance(m, nn.Linear) or is_norm(m)]
 
 
+def text_encoder_linears(text_encoders: list | None) -> dict[str, nn.Linear]:
+    """{network path: Linear} of every Linear of the Qwen3 text encoder a file may address (none without one)."""
+    qwen = text_encoder_module(text_encoders)
+    if qwen is None:
+        return {}
+    return {TEXT_ENCODER_PREFIX + path: m for path, m in qwen.named_modules() if isinstance(m, nn.Linear)}
+
+
 def targets_with_ranks(
     unet: nn.Module, network_dim: int | None, network_alpha: float | None, kwargs: Mapping[str, Any],
     options: CommonOptions,
 ) -> tuple[list[tuple[str, nn.Linear, int, float]], list[tuple[str, nn.Module]]]:
     """([(path, Linear, rank, alpha)], [(path, norm)]) the network wraps: `network_reg_dims` / `network_reg_alphas`
     override the rank and alpha per module. Shared by the build and the start-up plan (`planned_tensors`)."""
+    linears, norms = find_targets(unet, options.rules)
+    return _ranked(linears, network_dim, network_alpha, kwargs, ""), norms
+
+
+def text_encoder_targets_with_ranks(
+    text_encoders: list | None, network_dim: int | None, network_alpha: float | None, kwargs: Mapping[str, Any],
+    options: CommonOptions,
+) -> list[tuple[str, nn.Linear, int, float]]:
+    """[(network path, Linear, rank, alpha)] of the text-encoder LoRA kohya builds whenever it is given the text
+    encoder; `network_reg_dims` / `network_reg_alphas` match the path in the Qwen3 model, as in kohya."""
+    qwen = text_encoder_module(text_encoders)
+    if qwen is None:
+        return []
+    targets = find_text_encoder_targets(qwen, options.rules)
+    return _ranked(targets, network_dim, network_alpha, kwargs, TEXT_ENCODER_PREFIX)
+
+
+def _ranked(targets: list[tuple[str, nn.Linear]], network_dim: int | None, network_alpha: float | None,
+            kwargs: Mapping[str, Any], prefix: str) -> list[tuple[str, nn.Linear, int, float]]:
+    """Each target's rank and alpha (a `network_reg_*` rule matching its path wins); `prefix` + path names it."""
     dim = DEFAULT_DIM if network_dim is None else int(network_dim)
     alpha = DEFAULT_ALPHA if network_alpha is None else float(network_alpha)
     reg_dims = parse_regex_values(kwargs.get("network_reg_dims"), "network_reg_dims")
     reg_alphas = parse_regex_values(kwargs.get("network_reg_alphas"), "network_reg_alphas")
-    linears, norms = find_targets(unet, options.rules)
     ranked = []
-    for path, linear in linears:
+    for path, linear in targets:
         module_dim, module_alpha = first_match(reg_dims, path), first_match(reg_alphas, path)
-        ranked.append((path, linear, dim if module_dim is None else int(module_dim),
+        ranked.append((prefix + path, linear, dim if module_dim is None else int(module_dim),
                        alpha if module_alpha is None else module_alpha))
-    return ranked, norms
+    return ranked
 
 
 def check_common_values(kwargs: Mapping[str, Any], prefix: str = "") -> None:
@@ -103,10 +135,13 @@ def build_network(
     kwargs: Mapping[str, Any],
     options: CommonOptions,
     make_linear: MakeLinear,
+    text_encoders: list | None = None,
 ) -> AnimaAdapterNetwork:
+    """The DiT's adapters and, given the text encoder, its LoRA (kohya builds both; `apply_to` keeps what trains)."""
     dim = DEFAULT_DIM if network_dim is None else int(network_dim)
     alpha = DEFAULT_ALPHA if network_alpha is None else float(network_alpha)
     linears, norms = targets_with_ranks(unet, network_dim, network_alpha, kwargs, options)
+    linears = text_encoder_targets_with_ranks(text_encoders, network_dim, network_alpha, kwargs, options) + linears
     adapters: list[AdapterModule] = [make_linear(*target) for target in linears]
     adapters += [NormModule(path, norm) for path, norm in norms]
     if options.verbose:
@@ -115,7 +150,7 @@ def build_network(
     return AnimaAdapterNetwork(
         module_name,
         adapters,
-        model_paths(unet),
+        list(text_encoder_linears(text_encoders)) + model_paths(unet),
         multiplier,
         dim,
         alpha,
@@ -135,13 +170,16 @@ def build_from_weights(
     kwargs: Mapping[str, Any],
     options: CommonOptions,
     from_tensors: FromTensors,
+    text_encoders: list | None = None,
 ) -> tuple[AnimaAdapterNetwork, dict[str, torch.Tensor]]:
-    """A network holding exactly the file's modules, with the file's ranks, layouts and alphas; a module of
-    another adapter kind (`ADAPTER_KINDS`) is refused, naming the network module that loads it."""
+    """A network holding exactly the file's modules, with the file's ranks, layouts and alphas; its text-encoder
+    modules too when the text encoder is given (else their keys are reported unmatched). A module of another
+    adapter kind (`ADAPTER_KINDS`) is refused, naming the network module that loads it."""
     weights = weights_sd if weights_sd is not None else read_weights(file)
     source = str(file) if file is not None else "weights"
-    paths = model_paths(unet)
-    modules = dict(unet.named_modules())
+    encoder_linears = text_encoder_linears(text_encoders)
+    paths = list(encoder_linears) + model_paths(unet)
+    modules = encoder_linears | dict(unet.named_modules())
     grouped, unmatched = group_by_module(weights, paths)
     own_suffixes = ADAPTER_KINDS[kind].suffixes
     adapters: list[AdapterModule] = []

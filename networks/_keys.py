@@ -1,7 +1,7 @@
 """Tensor key names: the one form we write and every foreign form `--network_weights` reads.
 
 We write `diffusion_model.<dotted module path>.<suffix>`, which ComfyUI maps for Anima with no conversion
-(adapter-files.md §2.1, §10 item 1). Reading, a module is found the way ComfyUI finds it: every name a
+(adapter-files.md §2.1, §10 item 1), and a Qwen3 text-encoder LoRA as kohya does, `lora_te_<path with _>.<suffix>`. Reading, a module is found the way ComfyUI finds it: every name a
 module can have is generated from the model's own module paths (`lora_unet_` with underscores, `lycoris_`,
 `diffusion_model.`, a bare path, diffusers' `transformer.` / `text_conditioner.` names), so underscores are
 never guessed back into dots. Suffix spellings (peft `lora_A`/`lora_B`, `.default`, `diff`) are folded onto
@@ -18,6 +18,12 @@ import torch
 from library.errors import ConfigError
 
 PREFIX = "diffusion_model."
+# A text-encoder adapter's path in the network: this prefix + its path in the Qwen3 model. Written as kohya writes it,
+# `lora_te_<path with _>`, which ComfyUI maps for Anima's Qwen3 (adapter-files.md §2); also read: LyCORIS's
+# `lora_te1_` and kohya's ComfyUI converter's `text_encoders.qwen3_06b.transformer.model.<path>`.
+TEXT_ENCODER_PREFIX = "lora_te."
+_TEXT_ENCODER_NAMES = ("lora_te_{flat}", "lora_te1_{flat}", "text_encoders.qwen3_06b.transformer.model.{path}",
+                       "text_encoders.transformer.model.{path}")
 
 # canonical suffix for every spelling we read (adapter-files.md §2.2 and §10 item 5)
 SUFFIXES = {
@@ -95,8 +101,24 @@ _DIFFUSERS_RENAMES = (
 )
 
 
+def is_text_encoder_key(key: str) -> bool:
+    """A file key that addresses a text-encoder module, in any form we read."""
+    return key.startswith(("lora_te_", "lora_te1_", "text_encoders."))
+
+
+def is_text_encoder_path(path: str) -> bool:
+    return path.startswith(TEXT_ENCODER_PREFIX)
+
+
+def text_encoder_path(path: str) -> str:
+    """A text-encoder adapter's path in the Qwen3 model (kohya's `original_name`)."""
+    return path.removeprefix(TEXT_ENCODER_PREFIX)
+
+
 def file_key(path: str, suffix: str) -> str:
-    """The key we write for module `path` (relative to the DiT) and a canonical suffix."""
+    """The key we write for module `path` (relative to the DiT, or a text-encoder path) and a canonical suffix."""
+    if is_text_encoder_path(path):
+        return f"{path.replace('.', '_')}.{suffix}"
     return f"{PREFIX}{path}.{suffix}"
 
 
@@ -110,6 +132,9 @@ def diffusers_name(path: str) -> str:
 
 def module_names(path: str) -> list[str]:
     """Every name under which a file may address module `path`."""
+    if is_text_encoder_path(path):
+        inner = text_encoder_path(path)
+        return [name.format(flat=inner.replace(".", "_"), path=inner) for name in _TEXT_ENCODER_NAMES]
     flat = path.replace(".", "_")  # bare: the network's own module names, as in a state folder's model.safetensors
     return [PREFIX + path, path, f"lora_unet_{flat}", f"lycoris_{flat}", flat, diffusers_name(path)]
 

@@ -20,11 +20,12 @@ from library.anima.file_slots import not_an_adapter
 from library.anima.model import AnimaConfig, AnimaDiT
 from library.errors import ConfigError
 from library.network_setup import import_network_module
+from library.text_encoder_lora import caches_text, trains_text_encoder
 from library.weight_files import read_safetensors_header
 from networks._adapter_module import check_file_tensors
 from networks._base import report_unmatched
 from networks._build import model_paths, parse_common, targets_with_ranks
-from networks._keys import group_by_module, kind_of_suffix
+from networks._keys import group_by_module, is_text_encoder_key, kind_of_suffix
 
 Shape = tuple[int, ...]
 Plan = dict[str, dict[str, Shape]]
@@ -52,7 +53,25 @@ def check_network_fits(args: Namespace, kwargs: Mapping[str, Any], config: Anima
         header = read_safetensors_header(file)
     except (OSError, ValueError):
         return
-    check_weights_fit(kind, unet, str(file), header, plan)
+    dit_part = {key: entry for key, entry in header.items() if not is_text_encoder_key(key)}
+    if len(dit_part) < len(header):
+        check_text_encoder_part(args, str(file), next(key for key in header if key not in dit_part), bool(dit_part))
+    if dit_part:  # the text-encoder part's shapes are checked by the load, once Qwen3 is there
+        check_weights_fit(kind, unet, str(file), dit_part, plan)
+
+
+def check_text_encoder_part(args: Namespace, file: str, key: str, has_dit_part: bool) -> None:
+    """A --network_weights file with a text-encoder LoRA: refused where that part can neither train nor apply (cached
+    text outputs were made without it, as kohya refuses), or where it is all the file holds and this run trains no
+    text-encoder LoRA."""
+    if not trains_text_encoder(args) and caches_text(args) and not args.network_train_unet_only:
+        raise ConfigError(f"--network_weights {file} holds a text-encoder LoRA (e.g. {key}), which cannot be trained "
+                          f"with cached text-encoder outputs (they are made without it), as in kohya. Drop "
+                          f"--cache_text_encoder_outputs(_to_disk) to train it too, or add --network_train_unet_only "
+                          f"to train on from the file's DiT part alone.")
+    if not trains_text_encoder(args) and not has_dit_part:
+        raise ConfigError(f"--network_weights {file} holds only a text-encoder LoRA (e.g. {key}), and this run trains "
+                          f"the DiT only (--network_train_unet_only). Drop that option to train the text encoder.")
 
 
 def planned_tensors(kind: ModuleType, unet: nn.Module, network_dim: int | None, kwargs: Mapping[str, Any]) -> Plan:

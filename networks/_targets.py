@@ -78,3 +78,33 @@ def find_targets(
                           f"trained. Loosen exclude_patterns (a pattern must full-match the module path, e.g. "
                           f"'blocks\\.0\\..*'), or add include_patterns.")
     return linears, norms
+
+
+# kohya's `lora_anima` wraps every Linear inside Qwen3's attention and MLP blocks (q/k/v/o_proj, gate/up/down_proj:
+# 7 per layer); the class names cover transformers' attention implementations.
+TEXT_ENCODER_BLOCKS = ("Qwen3Attention", "Qwen3MLP", "Qwen3SdpaAttention", "Qwen3FlashAttention2")
+
+
+def text_encoder_module(text_encoders: list | None) -> nn.Module | None:
+    """The Qwen3 module of kohya's `text_encoders` list: the first entry that is a module, or a wrapper's `.qwen`
+    (the trainer's text encoder holds its tokenizers beside it). None when there is none (outputs cached)."""
+    for encoder in text_encoders or []:
+        module = encoder if isinstance(encoder, nn.Module) else getattr(encoder, "qwen", None)
+        if isinstance(module, nn.Module):
+            return module
+    return None
+
+
+def find_text_encoder_targets(text_encoder: nn.Module, rules: TargetRules) -> list[tuple[str, nn.Linear]]:
+    """The Linears of Qwen3's attention and MLP blocks, by their path in the Qwen3 model (kohya's `original_name`,
+    which `exclude_patterns` / `include_patterns` full-match, as kohya matches them for the text encoder too)."""
+    found: list[tuple[str, nn.Linear]] = []
+    for name, block in text_encoder.named_modules():
+        if type(block).__name__ not in TEXT_ENCODER_BLOCKS:
+            continue
+        for child_name, child in block.named_modules():
+            path = f"{name}.{child_name}" if name else child_name
+            if isinstance(child, nn.Linear) and (any(p.fullmatch(path) for p in rules.include)
+                                                 or not any(p.fullmatch(path) for p in rules.exclude)):
+                found.append((path, child))
+    return found

@@ -72,7 +72,8 @@ def create_network(
     def make_linear(path: str, linear: nn.Linear, dim: int, alpha: float) -> LoHaModule:
         return LoHaModule(path, linear, dim, alpha, multiplier, options.rank_dropout, options.module_dropout)
 
-    return build_network(MODULE_NAME, unet, multiplier, network_dim, network_alpha, kwargs, options, make_linear)
+    return build_network(MODULE_NAME, unet, multiplier, network_dim, network_alpha, kwargs, options, make_linear,
+                         text_encoders)
 
 
 def create_network_from_weights(
@@ -94,5 +95,5 @@ def create_network_from_weights(
         return LoHaModule(path, linear, rank, alpha, multiplier, options.rank_dropout, options.module_dropout)
 
     return build_from_weights(
-        MODULE_NAME, "loha", unet, multiplier, file, weights_sd, kwargs, options, from_tensors
+        MODULE_NAME, "loha", unet, multiplier, file, weights_sd, kwargs, options, from_tensors, text_encoders
     )

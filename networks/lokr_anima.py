@@ -87,7 +87,8 @@ def create_network(
         layout = linear_layout((linear.out_features, linear.in_features), dim, kwargs)
         return LoKrModule(path, linear, layout, alpha, multiplier, options.rank_dropout, options.module_dropout)
 
-    return build_network(MODULE_NAME, unet, multiplier, network_dim, network_alpha, kwargs, options, make_linear)
+    return build_network(MODULE_NAME, unet, multiplier, network_dim, network_alpha, kwargs, options, make_linear,
+                         text_encoders)
 
 
 def layout_from_tensors(path: str, linear: nn.Linear, tensors: Tensors) -> LoKrLayout:
@@ -150,4 +151,5 @@ def create_network_from_weights(
         kwargs,
         options,
         from_tensors,
+        text_encoders,
     )

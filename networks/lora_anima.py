@@ -59,7 +59,8 @@ def create_network(
             path, linear, dim, alpha, multiplier, options.dropout, options.rank_dropout, options.module_dropout
         )
 
-    return build_network(MODULE_NAME, unet, multiplier, network_dim, network_alpha, kwargs, options, make_linear)
+    return build_network(MODULE_NAME, unet, multiplier, network_dim, network_alpha, kwargs, options, make_linear,
+                         text_encoders)
 
 
 def create_network_from_weights(
@@ -96,4 +97,5 @@ def create_network_from_weights(
         kwargs,
         options,
         from_tensors,
+        text_encoders,
     )

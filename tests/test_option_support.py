@@ -27,8 +27,7 @@ def test_help_names_every_unsupported_option() -> None:
 
 
 @pytest.mark.parametrize("argv,dest", [(["--initial_step", "3"], "initial_step"), (["--dataset_class", "a.B"],
-                                                                                   "dataset_class"),
-                                       (["--network_train_text_encoder_only"], "network_train_text_encoder_only")])
+                                                                                   "dataset_class")])
 def test_refused_options_fail_with_the_alternative(argv: list[str], dest: str) -> None:
     with pytest.raises(ConfigError, match=f"--{dest}: {REFUSED[dest]}"):
         check_option_support(parse_args(PARSER, argv))

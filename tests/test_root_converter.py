@@ -173,6 +173,7 @@ def test_full_config_maps_every_known_key(old_config: Path, tmp_path: Path) -> N
         "include_patterns=['(?:.*\\\\.)?q_proj', '(?:.*\\\\.)?mlp\\\\.layer1', '.*(?:cross_attn\\\\..*_proj).*']",
         "exclude_patterns=['.*']", "factor=4", "full_matrix=true", "decompose_both=true", "rank_dropout=0.1",
         "module_dropout=0.05", "train_llm_adapter=false"]
+    assert args["network_train_unet_only"] is True  # dit_only trained no Qwen3 LoRA; kohya's rule would train one
     assert args["output_dir"] == str(base / "output") and args["output_name"] == "my_lokr"
     assert args["save_every_n_epochs"] == 2 and "save_every_n_steps" not in args  # epochs, as the old trainer
     assert args["save_state"] is True
@@ -310,6 +311,6 @@ def test_lora_path_reports_keys_of_other_choices(tmp_path: Path, capsys: pytest.
     assert "network_args" not in args and "lr_scheduler_min_lr_ratio" not in args
     assert args["optimizer_args"] == ["weight_decay=0.01", "betas=(0.8,0.999)", "eps=1e-08"]  # old beta2 default
     printed = capsys.readouterr().out
-    for key in ("lora.lokr_factor", "lora.anima_target_preset", "training.train_parts", "optimizer.prodigy_d0",
-                "extra"):
+    assert "network_train_unet_only" not in args  # dit_llm_adapter_qwen: kohya's rule trains the Qwen3 LoRA too
+    for key in ("lora.lokr_factor", "lora.anima_target_preset", "optimizer.prodigy_d0", "extra"):
         assert f"  {key}: " in printed

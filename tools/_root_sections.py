@@ -104,16 +104,16 @@ def _resume(section: Section) -> None:
 
 
 def _parts(section: Section) -> None:
+    """The old trainer's `train_parts`. Only `dit_llm_adapter_qwen` trained a Qwen3 LoRA; kohya's rule trains one
+    whenever text outputs are not cached, so the other choices say --network_train_unet_only."""
     parts = section.get("train_parts")
-    if parts is None or parts == "dit_llm_adapter":
-        return  # the default here as there: DiT + llm_adapter
-    if parts == "dit_only":
-        section.conv.network_args.append("train_llm_adapter=false")
-    elif parts == "dit_llm_adapter_qwen":
-        section.conv.skip(section.key("train_parts"), "a Qwen3 text-encoder LoRA is not supported; the DiT and "
-                          "llm_adapter are trained")
-    else:
-        section.conv.skip(section.key("train_parts"), f"unknown value {parts!r} (dit_only, dit_llm_adapter)")
+    if parts in (None, "dit_llm_adapter", "dit_only"):
+        section.conv.train_args["network_train_unet_only"] = True
+        if parts == "dit_only":
+            section.conv.network_args.append("train_llm_adapter=false")
+    elif parts != "dit_llm_adapter_qwen":
+        section.conv.skip(section.key("train_parts"), f"unknown value {parts!r} (dit_only, dit_llm_adapter, "
+                          "dit_llm_adapter_qwen)")
 
 
 def map_training(section: Section) -> None:

@@ -131,7 +131,8 @@ class AnimaNetworkTrainer(NetworkTrainer):
                 "recipe": "comfyui-anima-v1", "dtype": args.mixed_precision}
 
     def encode_text(self, args: Namespace, models: ModelParts, captions: list[str]) -> list[dict[str, torch.Tensor]]:
-        encodings = models.text_encoders[0].encode(captions, parse_weights=False)
+        # with gradients only where the caller enables them: a training step whose text-encoder LoRA trains
+        encodings = models.text_encoders[0].encode(captions, parse_weights=False, grad=torch.is_grad_enabled())
         return [{"qwen_hidden": e.qwen_hidden, "t5_ids": e.t5_ids, "t5_weights": e.t5_weights} for e in encodings]
 
     def release_text_encoders(self, args: Namespace, models: ModelParts) -> None:

@@ -79,7 +79,8 @@ def pad_token_mask(ids: Sequence[int], dtype: torch.dtype) -> torch.Tensor | Non
 
 
 class AnimaTextEncoder:
-    """Qwen3 plus both tokenizers: captions in, `TextEncoding`s out (no gradients; Qwen3 is never trained)."""
+    """Qwen3 plus both tokenizers: captions in, `TextEncoding`s out (Qwen3's weights are frozen; a LoRA on it may
+    train)."""
 
     def __init__(
         self, qwen: Qwen3Model, qwen_tokenizer: PreTrainedTokenizerBase, t5_tokenizer: PreTrainedTokenizerBase
@@ -105,16 +106,19 @@ class AnimaTextEncoder:
     def tokenize(self, captions: Sequence[str], parse_weights: bool = False) -> list[TokenizedCaption]:
         return [tokenize_caption(self.qwen_tokenizer, self.t5_tokenizer, c, parse_weights) for c in captions]
 
-    @torch.no_grad()
-    def encode(self, captions: Sequence[str], parse_weights: bool = False) -> list[TextEncoding]:
+    def encode(self, captions: Sequence[str], parse_weights: bool = False, grad: bool = False) -> list[TextEncoding]:
         """One Qwen3 forward for the list, right-padded and with no attention mask; a caption that needs
-        ComfyUI's pad-token mask runs alone with it.
+        ComfyUI's pad-token mask runs alone with it. `grad`: keep the graph, for a text-encoder LoRA that trains
+        (Qwen3's own weights stay frozen).
 
         Qwen3 attends causally, so a real token never sees the padding after it: each caption's rows equal its
         own unpadded run (which is ComfyUI's run: no mask for a single prompt, so the empty prompt's lone
         `<|endoftext|>` is attended, not masked).
         """
-        tokens = self.tokenize(captions, parse_weights)
+        with torch.set_grad_enabled(grad):
+            return self._encode(self.tokenize(captions, parse_weights))
+
+    def _encode(self, tokens: list[TokenizedCaption]) -> list[TextEncoding]:
         masks = [pad_token_mask(t.qwen_ids, self.qwen.dtype) for t in tokens]
         plain = [row for row, mask in enumerate(masks) if mask is None]
         hidden = dict(zip(plain, self._hidden([tokens[row].qwen_ids for row in plain]), strict=True))

@@ -18,13 +18,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--network_weights", type=str, default=None, help="Start from these network weights.")
     g.add_argument("--dim_from_weights", action="store_true", help="Take rank and shapes from --network_weights.")
-    g.add_argument("--network_train_unet_only", action="store_true", help="Train only the DiT (no text-encoder LoRA).")
-    g.add_argument("--network_train_text_encoder_only", action="store_true", help="Train only the text-encoder LoRA.")
+    g.add_argument("--network_train_unet_only", action="store_true",
+                   help="Train only the DiT (no Qwen3 text-encoder LoRA). Without it, and with text-encoder outputs not "
+                        "cached, a Qwen3 LoRA trains too, as in kohya; cached outputs train the DiT only.")
+    g.add_argument("--network_train_text_encoder_only", action="store_true",
+                   help="Train only the Qwen3 text-encoder LoRA (saved as kohya's lora_te_* keys); not with cached "
+                        "text-encoder outputs.")
     g.add_argument(
         "--unet_lr", type=float, default=None, help="Learning rate of the DiT LoRA (default --learning_rate)."
     )
     g.add_argument(
-        "--text_encoder_lr", type=float, default=None, nargs="*", help="Learning rate(s) of the text-encoder LoRA."
+        "--text_encoder_lr", type=float, default=None, nargs="*",
+        help="Learning rate of the Qwen3 text-encoder LoRA (kohya's list form: the first value is used; default "
+             "--learning_rate).",
     )
     g.add_argument(
         "--llm_adapter_lr",
