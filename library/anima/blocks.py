@@ -66,7 +66,7 @@ def norm_modulate(norm: nn.LayerNorm, x: torch.Tensor, shift: torch.Tensor, scal
     """modulate(norm(x)), with only x and the modulation kept for backward (the norm is recomputed there).
 
     Kept otherwise: the norm's output (for the gradient of `scale`) and, under CUDA autocast, where LayerNorm runs
-    in fp32, an fp32 copy of x and the fp32 output: ≈ 5.6 GB of a 1024² step. The result is not cast: a bf16 copy
+    in fp32, an fp32 copy of x and the fp32 output: 4.2 GB of a 1024² step. The result is not cast: a bf16 copy
     would save the per-Linear casts too, but would sum the Linears' input gradients in bf16 instead of fp32.
     """
     return recompute_in_backward(_norm_modulate, norm, x, shift, scale)
