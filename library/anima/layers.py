@@ -4,7 +4,8 @@ RMSNorm runs in fp32 because the residual stream of Cosmos/Anima carries large v
 overflow or round badly (kohya and ComfyUI normalise in fp32 too). Its fp32 intermediates are recomputed in
 backward rather than kept: autograd would otherwise keep two fp32 copies of every normalised q and k (four times
 the bf16 input; 4.4 GB of a 1024² step, bench/activation_memory.py), while the recompute is a few elementwise
-ops on the kept bf16 input. Attention goes through `F.scaled_dot_product_attention` so every backend (flash, memory-efficient, math) can be picked by torch.
+ops on the kept bf16 input. Attention goes through `F.scaled_dot_product_attention` so every backend (flash,
+memory-efficient, math) can be picked by torch.
 """
 
 from __future__ import annotations
