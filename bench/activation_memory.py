@@ -4,7 +4,8 @@ Why: without checkpointing these activations are the largest item of a 1024² st
 should be known before a GPU is at hand. The real 2B DiT is built under FakeTensorMode (shapes only, no memory),
 the LoRA is applied as the trainer applies it (`create_network` + `apply_to`), and one forward runs under CPU
 autocast to bf16, with LayerNorm in fp32 as CUDA autocast runs it. `saved_tensors_hooks` count every storage kept
-for backward once (bench/_saved_bytes.py: storage identity, the CUDA mapping, host memory under offload).
+for backward once (bench/_saved_bytes.py: storage identity, the CUDA mapping, host memory under offload). The
+context is given as with cached text outputs; the llm_adapter's own activations (512 rows, 1024 wide) are left out.
 
     python bench/activation_memory.py                      # 2B at 1024², rank 32, 512 context rows (~1 min)
     python bench/activation_memory.py --size tiny --resolution 128 --out -       # what the test runs
