@@ -147,9 +147,14 @@ def main(argv: list[str] | None = None) -> None:
               f"- Machine: {machine}; load average {os.getloadavg()[0]:.1f} at the end\n"
               f"- Peak memory: {rows[0][0].peak_kind} of each child process\n\n"
               f"{format_table(rows, flops, args.peak_tflops)}\n")
+    publish(report, args.out)
+
+
+def publish(report: str, out: str) -> None:
+    """Print a bench's report and append it to `out` (a Markdown file; '-' prints only)."""
     print(report)
-    if args.out != "-":
-        with open(args.out, "a", encoding="utf-8") as handle:
+    if out != "-":
+        with open(out, "a", encoding="utf-8") as handle:
             handle.write(report)
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from library.anima.layers import QKNormProjections, attention, merge_heads
+from library.anima.layers import QKNormProjections, attention, merge_heads, recompute_in_backward
 from library.anima.rope import apply_rope
 
 
@@ -58,6 +58,20 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale[:, None]) + shift[:, None]
 
 
+def _norm_modulate(norm: nn.LayerNorm, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return modulate(norm(x), shift, scale)
+
+
+def norm_modulate(norm: nn.LayerNorm, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """modulate(norm(x)), with only x and the modulation kept for backward (the norm is recomputed there).
+
+    Kept otherwise: the norm's output (for the gradient of `scale`) and, under CUDA autocast, where LayerNorm runs
+    in fp32, an fp32 copy of x and the fp32 output: 4.2 GB of a 1024² step. The result is not cast: a bf16 copy
+    would save the per-Linear casts too, but would sum the Linears' input gradients in bf16 instead of fp32.
+    """
+    return recompute_in_backward(_norm_modulate, norm, x, shift, scale)
+
+
 class Block(nn.Module):
     """One DiT block: AdaLN-modulated self-attention (RoPE), cross-attention to the context, and MLP."""
 
@@ -84,15 +98,15 @@ class Block(nn.Module):
     ) -> torch.Tensor:
         """x (B, L, D); t_emb (B, D); adaln_lora (B, 3D); context (B, N, context_dim); rope (L, head_dim)."""
         shift, scale, gate = (self.adaln_modulation_self_attn(t_emb) + adaln_lora).chunk(3, dim=-1)
-        y = modulate(self.layer_norm_self_attn(x), shift, scale)
+        y = norm_modulate(self.layer_norm_self_attn, x, shift, scale)
         x = x + gate[:, None] * self.self_attn(y, y, (rope_cos, rope_sin))
 
         shift, scale, gate = (self.adaln_modulation_cross_attn(t_emb) + adaln_lora).chunk(3, dim=-1)
-        y = modulate(self.layer_norm_cross_attn(x), shift, scale)
+        y = norm_modulate(self.layer_norm_cross_attn, x, shift, scale)
         x = x + gate[:, None] * self.cross_attn(y, context)
 
         shift, scale, gate = (self.adaln_modulation_mlp(t_emb) + adaln_lora).chunk(3, dim=-1)
-        y = modulate(self.layer_norm_mlp(x), shift, scale)
+        y = norm_modulate(self.layer_norm_mlp, x, shift, scale)
         return x + gate[:, None] * self.mlp(y)
 
 
@@ -108,4 +122,4 @@ class FinalLayer(nn.Module):
     def forward(self, x: torch.Tensor, t_emb: torch.Tensor, adaln_lora: torch.Tensor) -> torch.Tensor:
         dim = x.shape[-1]
         shift, scale = (self.adaln_modulation(t_emb) + adaln_lora[:, : 2 * dim]).chunk(2, dim=-1)
-        return self.linear(modulate(self.layer_norm(x), shift, scale))
+        return self.linear(norm_modulate(self.layer_norm, x, shift, scale))

@@ -1,18 +1,24 @@
 """Small building blocks shared by the DiT and the LLM adapter.
 
 RMSNorm runs in fp32 because the residual stream of Cosmos/Anima carries large values that bf16/fp16 squares
-overflow or round badly (kohya and ComfyUI normalise in fp32 too). Attention goes through
-`F.scaled_dot_product_attention` so every backend (flash, memory-efficient, math) can be picked by torch.
+overflow or round badly (kohya and ComfyUI normalise in fp32 too). Its fp32 intermediates are recomputed in
+backward rather than kept: autograd would otherwise keep two fp32 copies of every normalised q and k (four times
+the bf16 input; 4.4 GB of a 1024² step, bench/activation_memory.py), while the recompute is a few elementwise
+ops on the kept bf16 input. Attention goes through `F.scaled_dot_product_attention` so every backend (flash,
+memory-efficient, math) can be picked by torch.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.checkpoint import checkpoint
 
 _SDPA_BACKENDS: list[SDPBackend] | None = None
 
@@ -37,9 +43,25 @@ class RMSNorm(nn.RMSNorm):
         super().__init__(dim, eps=eps, elementwise_affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        return (x32 * self.weight.float()).to(x.dtype)
+        return recompute_in_backward(_rms_norm_fp32, x, self.weight, self.eps)
+
+
+def _rms_norm_fp32(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + eps)
+    return (x32 * weight.float()).to(x.dtype)
+
+
+def recompute_in_backward(function: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
+    """`function(*args)`, keeping only its tensor arguments for backward and recomputing the rest there.
+
+    For cheap elementwise stretches whose intermediates are larger than their inputs (fp32 copies, a norm's
+    output kept for the modulation's gradient). The forward is the same computation, and the backward is
+    autograd's own over the recomputed graph, so results are unchanged. Without autograd it is a plain call.
+    """
+    if not torch.is_grad_enabled() or not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+        return function(*args)
+    return checkpoint(function, *args, use_reentrant=False)
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
