@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, broadcast_object_list
 
 from library import tracking
@@ -32,11 +32,18 @@ def make_accelerator(args: Namespace) -> Accelerator:
         handlers.append(DistributedDataParallelKwargs(gradient_as_bucket_view=args.ddp_gradient_as_bucket_view,
                                                       static_graph=args.ddp_static_graph))
     accelerator = Accelerator(mixed_precision=args.mixed_precision, log_with=tracking.log_with(args),
-                              project_dir=args.logging_dir, cpu=_multi_process_without_device(), kwargs_handlers=handlers)
+                              project_dir=args.logging_dir, cpu=_multi_process_without_device(), kwargs_handlers=handlers,
+                              dataloader_config=DataLoaderConfiguration(non_blocking=pinned_batches(args)))
     if accelerator.device.type == "cpu" and args.mixed_precision in ("bf16", "fp16") and \
             accelerator.is_local_main_process:
         logger.warning(half_precision_on_cpu(args.mixed_precision))
     return accelerator
+
+
+def pinned_batches(args: Namespace) -> bool:
+    """Batches in pinned memory, copied to the GPU asynchronously (`--dataloader_pin_memory`, CUDA only)."""
+    return bool(getattr(args, "dataloader_pin_memory", True)) and torch.cuda.is_available() and not \
+        _multi_process_without_device()
 
 
 def half_precision_on_cpu(mixed_precision: str) -> str:

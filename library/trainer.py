@@ -22,7 +22,7 @@ from accelerate import Accelerator
 
 from library import state as state_lib
 from library import tracking
-from library.accelerator_setup import make_accelerator, shared_random_seed
+from library.accelerator_setup import make_accelerator, pinned_batches, shared_random_seed
 from library.args import build_parser
 from library.dataset import build_dataset_group
 from library.dataset.caching import check_latent_cache_names
@@ -206,7 +206,7 @@ class NetworkTrainer:
         workers = min(args.max_data_loader_n_workers or 0, torch.get_num_threads())
         loader = torch.utils.data.DataLoader(
             BatchView(dataset), batch_size=1, shuffle=False, collate_fn=_first,
-            num_workers=workers, **worker_options(workers))
+            num_workers=workers, pin_memory=pinned_batches(args), **worker_options(workers))
         scheduler = build_lr_scheduler(args, bundle.optimizer, args.max_train_steps, accelerator.num_processes)
         network, optimizer, loader, scheduler = accelerator.prepare(network, bundle.optimizer, loader, scheduler)
 

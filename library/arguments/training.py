@@ -16,6 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max_data_loader_n_workers", type=int, default=8, help="DataLoader worker processes (0 = main process)."
     )
     g.add_argument(
+        "--dataloader_pin_memory", action=argparse.BooleanOptionalAction, default=True,
+        help="On a CUDA device: batches are read into pinned host memory and copied to the GPU without making the "
+        "CPU wait (the next batch is prepared while the GPU trains). --no-dataloader_pin_memory: plain copies.")
+    g.add_argument(
         "--persistent_data_loader_workers", action="store_true", help="Accepted for kohya configs but not used: workers restart each epoch so that the epoch's data "
         "order and caption augmentation reach them (a resumed run depends on it)."
     )
