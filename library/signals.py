@@ -122,15 +122,17 @@ class StopRequest:
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if os.getpid() != self._pid:
             return  # a forked DataLoader worker inherited the handler; Ctrl+C reaches the whole group
-        name = signal.Signals(signum).name
+        print(f"\n{self.ask(signum, signal.Signals(signum).name + ' received')}", file=sys.stderr)
+
+    def ask(self, signum: int, what: str) -> str:
+        """A stop for `signum`, from its handler or from elsewhere (the monitor's Stop button does what Ctrl+C
+        does); returns the sentence that says what happens now."""
         if self.saving:
-            print(f"\n{name} received while saving; the save continues so nothing is corrupted.", file=sys.stderr)
-            return
+            return f"{what} while saving; the save continues so nothing is corrupted."
         if self.requested:
-            print(f"\n{name} received again; already stopping after this step.", file=sys.stderr)
-            return
+            return f"{what} again; already stopping after this step."
         self.signum = signum
-        print(f"\n{name} received: finishing this step, then saving a resumable state.", file=sys.stderr)
+        return f"{what}: finishing this step, then saving a resumable state."
 
     def install(self) -> None:
         self._pid = os.getpid()

@@ -24,10 +24,12 @@ from library.launch_command import launch_prefix
 from library.loss_curve import read_loss_csv, write_loss_curve_png, write_loss_log
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
+from library.monitor.run_monitor import RunMonitor
 from library.nonfinite import NonFiniteGuard
 from library.run_summary import saved_line, training_summary
 from library.sample_draws import micro_seed, sample_generators, sample_seed
 from library.signals import StopRequest, end_run, exit_code, exit_worker
+from library.step_requests import agreed_requests
 from library.validation import log_validation, num_validation_batches, run_validation
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class TrainLoop:
     def run(self) -> None:
         args = self.args
         self.stop.install()
+        self.monitor = RunMonitor(args, self.acc, self.stop, self.lr_descriptions, self.metadata)
         self.run_started_at, self.run_first_step = time.time(), self.global_step
         self.bundle.train_mode()
         try:  # the bar is closed before the summary: closing it later would print it again below the summary
@@ -90,6 +93,7 @@ class TrainLoop:
             self._finish()
         finally:
             self.stop.uninstall()
+            self.monitor.close("failed")  # a no-op when the run ended normally: it closed the monitor already
 
     def _run_epoch(self, epoch: int, progress: Any) -> None:
         """The epoch's steps, up to --max_train_steps, then the end-of-epoch work (kohya runs it for a last,
@@ -120,7 +124,10 @@ class TrainLoop:
             self._after_step(epoch)
             if self.global_step >= args.max_train_steps:
                 break  # a stop asked for at the last step just finishes: the final LoRA is written either way
-            if self._stop_requested():
+            save_now, stop = agreed_requests(self.acc, self.stop, self.monitor.take_save_request())
+            if save_now and not stop:
+                self._save_step(epoch)
+            if stop:
                 self._interrupt(epoch, progress)
         self._after_epoch(epoch)
 
@@ -169,12 +176,11 @@ class TrainLoop:
 
     def _after_step(self, epoch: int) -> None:
         args = self.args
+        self.monitor.step(self.global_step, epoch, self.losses, self.steps_per_epoch, self.scheduler.get_last_lr())
         if args.sample_every_n_steps and not args.sample_every_n_epochs and self.global_step % args.sample_every_n_steps == 0:
             self._sample(epoch=None)
         if args.save_every_n_steps and self.global_step % args.save_every_n_steps == 0:
-            self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)
-            if args.save_state:
-                self._save_state(state_lib.step_state_name(self.output_name, self.global_step))
+            self._save_step(epoch, with_state=bool(args.save_state))
             if self.acc.is_main_process:
                 self.retention.after_step_save(self.global_step)
         if self.validation is not None and args.validate_every_n_steps and \
@@ -209,21 +215,14 @@ class TrainLoop:
         log_validation(self.acc, kind, loss, [value for _, value in self.losses[-self.steps_per_epoch:]],
                        self.global_step)
 
-    def _stop_requested(self) -> bool:
-        """One collective per step: a signal seen by any process stops all of them after this same step."""
-        signums = torch.tensor([self.stop.signum], device=self.acc.device)
-        if self.acc.num_processes > 1:
-            signums = self.acc.gather(signums)
-        return self.stop.agree([int(s) for s in signums.tolist()])
-
     def _interrupt(self, epoch: int, progress: Any) -> None:
         progress.close()  # before the resume command: closing it on the way out would print the bar below it
-        name = state_lib.step_state_name(self.output_name, self.global_step)
         self.stop.saving = True
-        self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)
-        self._save_state(name)
-        self.acc.print(f"\nStopped by {self.stop.signal_name or 'a signal'} at step {self.global_step}. "
-                       f"To continue exactly where it stopped:\n  {state_lib.resume_command(self.output_dir / name)}")
+        name = self._save_step(epoch)
+        stopped = (f"Stopped by {self.stop.signal_name or 'a signal'} at step {self.global_step}. "
+                   f"To continue exactly where it stopped:\n  {state_lib.resume_command(self.output_dir / name)}")
+        self.acc.print(f"\n{stopped}")
+        self.monitor.close("stopped", stopped)
         end_run(self.acc)
         if self.acc.num_processes > 1:
             exit_worker(exit_code(self.stop.agreed))
@@ -246,6 +245,7 @@ class TrainLoop:
             self.acc.print(training_summary(self.losses, self.steps_per_epoch, self.num_epochs, now - self.started_at,
                                             self.global_step - self.run_first_step, now - self.run_started_at,
                                             final, [self._loss_log_path(), curve, run_dir]))
+        self.monitor.close("finished", f"Training finished at step {self.global_step}: {final}")
 
     # ---- files --------------------------------------------------------------------------------------
     def _sample(self, epoch: int | None) -> None:
@@ -253,6 +253,7 @@ class TrainLoop:
         if self.acc.is_main_process:
             written = self.trainer.sample_images(self.acc, self.args, epoch, self.global_step, self.models,
                                                  self.unwrapped)
+            self.monitor.samples(self.global_step, written or [])
             self.step_logger.log_samples(self.global_step, written or [])
         self.acc.wait_for_everyone()
         self.bundle.train_mode()
@@ -266,6 +267,14 @@ class TrainLoop:
         except saving.WRITE_ERRORS as exc:
             raise saving.write_failure(target, self.global_step, exc, self.output_dir, self.output_name) from exc
 
+    def _save_step(self, epoch: int, with_state: bool = True) -> str:
+        """A step LoRA and its state folder (returns its name): what --save_every_n_steps, Save now and a stop write."""
+        self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)
+        name = state_lib.step_state_name(self.output_name, self.global_step)
+        if with_state:
+            self._save_state(name)
+        return name
+
     def _save_model(self, file_name: str, epoch: int) -> None:
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
@@ -273,6 +282,7 @@ class TrainLoop:
             meta = per_save_metadata(self.metadata, self.global_step, epoch)
             with self._saving(self.output_dir / file_name):
                 self.unwrapped.save_weights(str(self.output_dir / file_name), saving.save_dtype(self.args), meta)
+            self.monitor.event("save", f"step {self.global_step}: {file_name}")
             self.bundle.train_mode()
         self.acc.wait_for_everyone()
 
@@ -286,6 +296,7 @@ class TrainLoop:
         with self._saving(self.output_dir / name):
             self._write_loss_log()
             state_lib.save_state(self.acc, self.output_dir / name, st)
+        self.monitor.event("save", f"step {self.global_step}: {name}")
 
     def _write_loss_curve(self) -> Path | None:
         """The end-of-training loss plot beside the LoRA (main process; None when no step ran)."""
