@@ -18,9 +18,10 @@
   function makeChart(el, series, tickFormat) {
     const opts = {width: chartWidth(el), height: 240, series: [{label: "step"}].concat(series),
                   scales: {x: {time: false}}, legend: {live: true},
-                  axes: [{label: "step"}, {size: 70, values: (u, ticks) => ticks.map(tickFormat)}]};
+                  axes: [{label: "step", incrs: STEP_TICKS}, {size: 70, values: (u, ticks) => ticks.map(tickFormat)}]};
     return new uPlot(opts, [[]].concat(series.map(() => [])), el);
   }
+  const STEP_TICKS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000];
   const COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"];
 
   function drawCharts() {
