@@ -223,6 +223,7 @@ class TrainLoop:
                    f"To continue exactly where it stopped:\n  {state_lib.resume_command(self.output_dir / name)}")
         self.acc.print(f"\n{stopped}")
         self.monitor.close("stopped", stopped)
+        self.acc.wait_for_everyone()  # the others wait while the page fetches the last events: none exits first
         end_run(self.acc)
         if self.acc.num_processes > 1:
             exit_worker(exit_code(self.stop.agreed))
