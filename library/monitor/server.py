@@ -59,7 +59,8 @@ class MonitorServer:
         while time.monotonic() < deadline and time.time() - self.last_request < 10 \
                 and self.served_version < self.snapshot.version:
             time.sleep(0.05)
-        self.httpd.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which an unstarted server never runs
+            self.httpd.shutdown()
         self.httpd.server_close()
 
 
