@@ -11,6 +11,7 @@ from argparse import Namespace
 from pathlib import Path, PurePosixPath
 
 from library.errors import ConfigError
+from library.monitor.security import check_monitor_options
 from library.weight_files import safetensors_problem, torch_archive_problem
 
 # accelerate's save_state files (accelerate/utils/constants.py); all but model.safetensors are torch.save zips
@@ -24,6 +25,7 @@ def check_inputs(args: Namespace) -> None:
     """Every check of this module, in the order the options are read."""
     check_counts(args)
     check_output_name(args.output_name, args.output_dir)
+    check_monitor_options(args)
     if args.resume:
         check_state_files(Path(args.resume))
 

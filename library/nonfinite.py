@@ -42,17 +42,18 @@ class NonFiniteGuard:
         self.losses.append(loss.detach())
         self.files += files
 
-    def read_flags(self, signum: int) -> list[int]:
+    def read_flags(self, signum: int, save_asked: int) -> list[tuple[int, int]]:
         """The step's one wait on the device: each process's "all losses finite" flag, gathered with its stop signal
-        (returned, for `StopRequest.agree`), so that a step reads the device once, not once per question."""
+        and its Save-now request (returned, for `step_requests.agreed_requests`), so that a step reads the device
+        once, not once per question."""
         finite = torch.stack(self.losses).isfinite().all()
         if self.acc.num_processes == 1:
             self.finite = [bool(finite)]
-            return [signum]
-        local = torch.stack([finite.long(), torch.full((), signum, dtype=torch.long, device=finite.device)])
-        rows = self.acc.gather(local[None]).tolist()
+            return [(signum, save_asked)]
+        asks = [torch.full((), value, dtype=torch.long, device=finite.device) for value in (signum, save_asked)]
+        rows = self.acc.gather(torch.stack([finite.long(), *asks])[None]).tolist()
         self.finite = [bool(row[0]) for row in rows]
-        return [int(row[1]) for row in rows]
+        return [(int(row[1]), int(row[2])) for row in rows]
 
     def skip_step(self, step: int, epoch: int) -> bool:
         """True: drop this step. Raises NonFiniteError to stop the run (every process at this same step)."""

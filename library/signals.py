@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-MONITOR_STOP = 256  # not a signal number: a stop the run asked for itself (library/run_monitor.py)
+MONITOR_STOP = 256  # not a signal number: a stop the run asked for itself (library/seed_alerts.py)
 MONITOR_EXIT = 4  # its exit status (docs/troubleshooting.md)
 
 
@@ -104,7 +104,7 @@ class StopRequest:
         self.signum = 0  # the first stop signal this process received
         self.agreed = 0  # the one all processes stop for (0: none yet)
         self.saving = False
-        self.reason = ""  # why this process asked to stop itself (`ask`)
+        self.reason = ""  # why this process asked to stop itself (`alert_stop`)
         self._previous: dict[int, object] = {}
         self._pid = os.getpid()
 
@@ -118,8 +118,9 @@ class StopRequest:
             return self.reason or "another process's monitor alert"
         return signal.Signals(self.agreed).name if self.agreed else ""
 
-    def ask(self, reason: str) -> None:
-        """Stop for `reason` as for a signal: this step finishes, a resumable state is saved, the command is shown."""
+    def alert_stop(self, reason: str) -> None:
+        """Stop for `reason` (the seed's alert policy) as for a signal: this step finishes, a resumable state is
+        saved, the command is shown."""
         if not self.requested:
             self.signum, self.reason = MONITOR_STOP, reason
 
@@ -132,15 +133,17 @@ class StopRequest:
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if os.getpid() != self._pid:
             return  # a forked DataLoader worker inherited the handler; Ctrl+C reaches the whole group
-        name = signal.Signals(signum).name
+        print(f"\n{self.ask(signum, signal.Signals(signum).name + ' received')}", file=sys.stderr)
+
+    def ask(self, signum: int, what: str) -> str:
+        """A stop for `signum`, from its handler or from elsewhere (the monitor's Stop button does what Ctrl+C
+        does); returns the sentence that says what happens now."""
         if self.saving:
-            print(f"\n{name} received while saving; the save continues so nothing is corrupted.", file=sys.stderr)
-            return
+            return f"{what} while saving; the save continues so nothing is corrupted."
         if self.requested:
-            print(f"\n{name} received again; already stopping after this step.", file=sys.stderr)
-            return
+            return f"{what} again; already stopping after this step."
         self.signum = signum
-        print(f"\n{name} received: finishing this step, then saving a resumable state.", file=sys.stderr)
+        return f"{what}: finishing this step, then saving a resumable state."
 
     def install(self) -> None:
         self._pid = os.getpid()

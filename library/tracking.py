@@ -20,7 +20,7 @@ import toml
 from PIL import Image
 
 from library.errors import ConfigError
-from library.run_monitor import validate_monitor
+from library.seed_alerts import validate_monitor
 
 if TYPE_CHECKING:
     import torch
@@ -129,7 +129,7 @@ class StepLogger:
     def __init__(self, accelerator: Any, lr_descriptions: Sequence[str], monitor: Any = None,
                  histogram_every: int = 10) -> None:
         self.acc, self.lr_descriptions, self.histogram_every = accelerator, list(lr_descriptions), histogram_every
-        self.monitor = monitor  # library/run_monitor.py: checked on every process, trackers or not
+        self.monitor = monitor  # library/seed_alerts.py: checked on every process, trackers or not
         self._sigmas: list[torch.Tensor] = []  # on the device until the histogram reads them all at once
 
     @property

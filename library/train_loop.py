@@ -24,12 +24,14 @@ from library.launch_command import launch_prefix
 from library.loss_curve import read_loss_csv, write_loss_curve_png, write_loss_log
 from library.loss_reduction import reduce_loss
 from library.metadata import per_save_metadata
+from library.monitor.run_monitor import RunMonitor
 from library.nonfinite import NonFiniteGuard
-from library.run_monitor import RunMonitor
 from library.run_summary import saved_line, training_summary
 from library.sample_draws import micro_seed, sample_generators, sample_seed
+from library.seed_alerts import SeedAlerts
 from library.signals import StopRequest, end_run, exit_code, exit_worker
 from library.step_readout import StepReadout
+from library.step_requests import agreed_requests
 from library.text_encoder_lora import encode_step_text
 from library.validation import log_validation, num_validation_batches, run_validation
 
@@ -56,8 +58,8 @@ class TrainLoop:
         self.stop = StopRequest()
         self.nonfinite = NonFiniteGuard(args.nonfinite_loss, accelerator)
         self.readout = StepReadout(args.logging_every_n_steps)
-        self.signums: list[int] = [0]  # each process's stop signal, read with the step's finite flags
-        self.step_logger = tracking.StepLogger(accelerator, lr_descriptions, RunMonitor(args, self.acc.device, self.stop))
+        self.requests: list[tuple[int, int]] = []  # each process's (stop signal, save now), read with the flags
+        self.step_logger = tracking.StepLogger(accelerator, lr_descriptions, SeedAlerts(args, self.acc.device, self.stop))
         self.started_at = self.run_started_at = time.time()
         self.run_first_step = 0
         validation = getattr(dataset, "validation", None)
@@ -81,6 +83,7 @@ class TrainLoop:
     def run(self) -> None:
         args = self.args
         self.stop.install()
+        self.monitor = RunMonitor(args, self.acc, self.stop, self.lr_descriptions, self.metadata)
         self.run_started_at, self.run_first_step = time.time(), self.global_step
         self.bundle.train_mode()
         try:  # the bar is closed before the summary: closing it later would print it again below the summary
@@ -95,6 +98,7 @@ class TrainLoop:
             self._finish()
         finally:
             self.stop.uninstall()
+            self.monitor.close("failed")  # a no-op when the run ended normally: it closed the monitor already
 
     def _run_epoch(self, epoch: int, progress: Any) -> None:
         """The epoch's steps, up to --max_train_steps, then the end-of-epoch work (kohya runs it for a last,
@@ -111,7 +115,7 @@ class TrainLoop:
             self.nonfinite.note(step_losses[-1], batch["image_keys"])
             if (index + 1) % grad_accum and index + 1 != n_batches:
                 continue
-            self.signums = self.nonfinite.read_flags(self.stop.signum)  # the step's one wait on the device
+            self.requests = self.nonfinite.read_flags(self.stop.signum, self.monitor.take_save_request())  # one wait
             skipped = self.nonfinite.skip_step(self.global_step + 1, epoch)  # or stops the run, weights untouched
             self._optimizer_step(skipped)
             self.global_step += 1
@@ -126,8 +130,10 @@ class TrainLoop:
             self._after_step(epoch)
             if self.global_step >= args.max_train_steps:
                 break  # a stop asked for at the last step just finishes: the final LoRA is written either way
-            # any process's signal stops all of them after this same step (alone, the signal is read now)
-            if self.stop.agree(self.signums if self.acc.num_processes > 1 else [self.stop.signum]):
+            save_now, stop = agreed_requests(self.acc, self.stop, self.requests)  # any process's, after this step
+            if save_now and not stop:
+                self._save_step(epoch)
+            if stop:
                 self._interrupt(epoch, progress)
         self._after_epoch(epoch)
 
@@ -176,12 +182,11 @@ class TrainLoop:
 
     def _after_step(self, epoch: int) -> None:
         args = self.args
+        self.monitor.step(self.global_step, epoch, self.losses, self.steps_per_epoch, self.scheduler.get_last_lr())
         if args.sample_every_n_steps and not args.sample_every_n_epochs and self.global_step % args.sample_every_n_steps == 0:
             self._sample(epoch=None)
         if args.save_every_n_steps and self.global_step % args.save_every_n_steps == 0:
-            self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)
-            if args.save_state:
-                self._save_state(state_lib.step_state_name(self.output_name, self.global_step))
+            self._save_step(epoch, with_state=bool(args.save_state))
             if self.acc.is_main_process:
                 self.retention.after_step_save(self.global_step)
         if self.validation is not None and args.validate_every_n_steps and \
@@ -219,12 +224,13 @@ class TrainLoop:
 
     def _interrupt(self, epoch: int, progress: Any) -> None:
         progress.close()  # before the resume command: closing it on the way out would print the bar below it
-        name = state_lib.step_state_name(self.output_name, self.global_step)
         self.stop.saving = True
-        self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)
-        self._save_state(name)
-        self.acc.print(f"\nStopped by {self.stop.signal_name or 'a signal'} at step {self.global_step}. "
-                       f"To continue exactly where it stopped:\n  {state_lib.resume_command(self.output_dir / name)}")
+        name = self._save_step(epoch)
+        stopped = (f"Stopped by {self.stop.signal_name or 'a signal'} at step {self.global_step}. "
+                   f"To continue exactly where it stopped:\n  {state_lib.resume_command(self.output_dir / name)}")
+        self.acc.print(f"\n{stopped}")
+        self.monitor.close("stopped", stopped)
+        self.acc.wait_for_everyone()  # the others wait while the page fetches the last events: none exits first
         end_run(self.acc)
         if self.acc.num_processes > 1:
             exit_worker(exit_code(self.stop.agreed))
@@ -247,6 +253,7 @@ class TrainLoop:
             self.acc.print(training_summary(self.losses, self.steps_per_epoch, self.num_epochs, now - self.started_at,
                                             self.global_step - self.run_first_step, now - self.run_started_at,
                                             final, [self._loss_log_path(), curve, run_dir]))
+        self.monitor.close("finished", f"Training finished at step {self.global_step}: {final}")
 
     # ---- files --------------------------------------------------------------------------------------
     def _sample(self, epoch: int | None) -> None:
@@ -254,6 +261,7 @@ class TrainLoop:
         if self.acc.is_main_process:
             written = self.trainer.sample_images(self.acc, self.args, epoch, self.global_step, self.models,
                                                  self.unwrapped)
+            self.monitor.samples(self.global_step, written or [])
             self.step_logger.log_samples(self.global_step, written or [])
         self.acc.wait_for_everyone()
         self.bundle.train_mode()
@@ -267,6 +275,14 @@ class TrainLoop:
         except saving.WRITE_ERRORS as exc:
             raise saving.write_failure(target, self.global_step, exc, self.output_dir, self.output_name) from exc
 
+    def _save_step(self, epoch: int, with_state: bool = True) -> str:
+        """A step LoRA and its state folder (returns its name): what --save_every_n_steps, Save now and a stop write."""
+        self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)
+        name = state_lib.step_state_name(self.output_name, self.global_step)
+        if with_state:
+            self._save_state(name)
+        return name
+
     def _save_model(self, file_name: str, epoch: int) -> None:
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
@@ -274,6 +290,7 @@ class TrainLoop:
             meta = per_save_metadata(self.metadata, self.global_step, epoch)
             with self._saving(self.output_dir / file_name):
                 self.unwrapped.save_weights(str(self.output_dir / file_name), saving.save_dtype(self.args), meta)
+            self.monitor.event("save", f"step {self.global_step}: {file_name}")
             self.bundle.train_mode()
         self.acc.wait_for_everyone()
 
@@ -287,6 +304,7 @@ class TrainLoop:
         with self._saving(self.output_dir / name):
             self._write_loss_log()
             state_lib.save_state(self.acc, self.output_dir / name, st)
+        self.monitor.event("save", f"step {self.global_step}: {name}")
 
     def _write_loss_curve(self) -> Path | None:
         """The end-of-training loss plot beside the LoRA (main process; None when no step ran)."""

@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh --dev
 . .venv/bin/activate
 ruff check .
-python -m pytest -n 2 --durations=15 tests
+python -m pytest -n 2 --dist loadgroup --durations=15 tests  # loadgroup: a shared run stays on one worker

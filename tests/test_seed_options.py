@@ -12,8 +12,8 @@ Breaks these tests catch (each was made once and failed them):
 - `apply_seed_options` without the `args.xformers = True` line: `anima_attention_backend = "xformers"` says nothing;
 - library/anima/attention_backend.py raising for xformers again: the attention tests and the tiny run fail;
 - a `_SILENT_AT` entry removed or a warning loop dropped: that option is silent (the warning tests);
-- library/run_monitor.py without the spike warning, or `ask` not called under the raise policy: the monitor tests;
-  library/train_loop.py handing RunMonitor a `StopRequest()` of its own: the real run does not stop;
+- library/seed_alerts.py without the spike warning, or `ask` not called under the raise policy: the monitor tests;
+  library/train_loop.py handing SeedAlerts a `StopRequest()` of its own: the real run does not stop;
 - library/option_support.py without `qwen3_max_token_length` in FLOW_NO_EFFECT: the tiny run's warning check;
 - library/tracking.py `StepLogger.log` without `**extra`: the tiny run logs no `alert/loss_spike`.
 """
@@ -37,7 +37,7 @@ from library.anima.seed_options import apply_seed_options
 from library.args import parse_args
 from library.errors import ConfigError
 from library.registries.timesteps import sample_sigmas
-from library.run_monitor import RunMonitor
+from library.seed_alerts import SeedAlerts
 from library.signals import MONITOR_EXIT, MONITOR_STOP, StopRequest, exit_code
 
 PARSER = AnimaNetworkTrainer().setup_parser()
@@ -181,7 +181,7 @@ def test_the_monitor_warns_on_a_loss_spike_and_its_raise_policy_stops_on_memory(
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda index: 2 * gib)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=10 * gib))
     reserved, stop = [5 * gib], StopRequest()
-    monitor = RunMonitor(args, torch.device("cuda", 0), stop)
+    monitor = SeedAlerts(args, torch.device("cuda", 0), stop)
     with caplog.at_level(logging.WARNING):
         logs = [monitor.step(1, 0.1), monitor.step(2, 0.35), monitor.step(3, 0.5)]
     assert [log["alert/loss_spike"] for log in logs] == [0.0, 1.0, 0.0]
@@ -199,12 +199,12 @@ def test_a_monitor_stop_in_a_real_run_saves_a_state_and_prints_the_resume_comman
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """The memory alert itself needs CUDA (tested above); here the loop's half: a stop the monitor asks for at step
     2 ends the run like a signal, with exit code 4."""
-    def step(self: RunMonitor, step: int, loss: float) -> dict[str, float]:
+    def step(self: SeedAlerts, step: int, loss: float) -> dict[str, float]:
         if step == 2:
-            self.stop.ask("--anima_monitor_alert_policy raise (test)")
+            self.stop.alert_stop("--anima_monitor_alert_policy raise (test)")
         return {}
 
-    monkeypatch.setattr(RunMonitor, "step", step)
+    monkeypatch.setattr(SeedAlerts, "step", step)
     tiny = tiny_model(tmp_path / "tiny")
     with pytest.raises(SystemExit) as stopped:
         train(tiny, tmp_path / "out", "--anima_monitor_alert_policy", "raise", "--max_train_steps", "5",

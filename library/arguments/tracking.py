@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _monitor_options(g: argparse._ArgumentGroup) -> None:
-    """The seed project's step monitor (library/run_monitor.py), under its names."""
+    """The seed project's step monitor (library/seed_alerts.py), under its names."""
     g.add_argument("--anima_monitor_memory", action=argparse.BooleanOptionalAction, default=None,
                    help="Log CUDA memory each step (gpu/mem_allocated_mb, gpu/mem_reserved_mb, "
                    "gpu/mem_peak_allocated_mb, gpu/mem_usage_ratio = reserved / total) to the trackers; on by "

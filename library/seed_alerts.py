@@ -44,7 +44,7 @@ def validate_monitor(args: Namespace) -> None:
                        "stop, before it reaches the weights); --nonfinite_loss skip skips such steps instead.")
 
 
-class RunMonitor:
+class SeedAlerts:
     """Called once per optimizer step with its loss; returns the scalars to log and may ask `stop` to stop."""
 
     def __init__(self, args: Namespace, device: Any, stop: Any) -> None:
@@ -82,7 +82,7 @@ class RunMonitor:
         ratio = reserved / (torch.cuda.get_device_properties(index).total_memory / MB)
         near = ratio >= self.warn_ratio
         if near and self.raise_policy:
-            self.stop.ask(f"--anima_monitor_alert_policy raise (GPU memory {ratio:.0%} reserved, at or above "
+            self.stop.alert_stop(f"--anima_monitor_alert_policy raise (GPU memory {ratio:.0%} reserved, at or above "
                           f"--anima_monitor_memory_warn_ratio {self.warn_ratio:g})")
         elif near and not self.memory_warned:
             logger.warning("step %d: %.0f%% of the GPU's memory is reserved (--anima_monitor_memory_warn_ratio %g); "
