@@ -56,8 +56,10 @@ def merge_base_weights(args: Namespace, models: Any, print_fn: Any) -> None:
         print_fn(f"base weights merged into the model: {file} (multiplier {multiplier})")
 
 
-def create_trained_network(args: Namespace, models: Any, kwargs: dict[str, str], print_fn: Any) -> Any:
-    """The network to train, applied to the model, warm-started from --network_weights when given."""
+def create_trained_network(args: Namespace, models: Any, kwargs: dict[str, str], print_fn: Any,
+                           extend: Any = None) -> Any:
+    """The network to train, applied to the model, given a model's own extra parts by `extend(args, network,
+    models)` (Anima's trigger rows), then warm-started from --network_weights when given."""
     module = importlib.import_module(args.network_module)
     if args.dim_from_weights:
         network, _ = module.create_network_from_weights(
@@ -66,6 +68,8 @@ def create_trained_network(args: Namespace, models: Any, kwargs: dict[str, str],
         network = module.create_network(1.0, args.network_dim, args.network_alpha, models.vae, models.text_encoders,
                                         models.denoiser, neuron_dropout=args.network_dropout, **kwargs)
     network.apply_to(models.text_encoders, models.denoiser, False, True)
+    if extend is not None:
+        extend(args, network, models)
     if args.network_weights:
         info = network.load_weights(args.network_weights)
         print_fn(f"warm start: network weights loaded from {args.network_weights} ({info}); "

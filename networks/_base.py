@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -74,6 +75,7 @@ class AnimaAdapterNetwork(nn.Module):
         self.llm_adapter_lr, self.norm_lr = llm_adapter_lr, norm_lr
         self.model_paths = model_paths
         self.adapters = adapters
+        self.after_save: list[Callable[[str], None]] = []  # e.g. Anima's standalone trigger file
         for adapter in adapters:
             self.add_module(adapter.path.replace(".", "_"), adapter)
         self.set_multiplier(multiplier)
@@ -85,6 +87,14 @@ class AnimaAdapterNetwork(nn.Module):
             counts["norm"],
             sum(p.numel() for p in self.parameters()),
         )
+
+    def add_adapter(self, adapter: AdapterModule) -> None:
+        """Register a module built outside the network's own targets (Anima's trigger rows), before any load."""
+        self.adapters.append(adapter)
+        self.add_module(adapter.path.replace(".", "_"), adapter)
+        self.model_paths = [*self.model_paths, adapter.path]
+        adapter.multiplier = self.multiplier
+        adapter.apply_to_org()
 
     # kohya hooks -------------------------------------------------------------------------------------------
     def apply_to(self, text_encoders, unet, apply_text_encoder: bool = False, apply_unet: bool = True) -> None:
@@ -137,6 +147,10 @@ class AnimaAdapterNetwork(nn.Module):
                 group["weight_decay"] = 0.0
 
         for adapter in self.adapters:
+            if adapter.kind == "embedding":  # trigger rows: their own lr, no weight decay toward zero delta
+                add("pivotal", list(adapter.parameters()), adapter.lr if adapter.lr is not None else base_lr)
+                groups["pivotal"]["weight_decay"] = 0.0
+                continue
             name = "norm" if adapter.kind == "norm" else "llm_adapter" if is_adapter(adapter.path) else "unet"
             lr = own_lrs[name] if own_lrs[name] is not None else base_lr
             for index, (pattern, value) in enumerate(reg_lrs):
@@ -153,7 +167,7 @@ class AnimaAdapterNetwork(nn.Module):
 
     # files -------------------------------------------------------------------------------------------------
     def file_state_dict(self) -> dict[str, torch.Tensor]:
-        return {file_key(a.path, suffix): t for a in self.adapters for suffix, t in a.state_dict().items()}
+        return {file_key(a.path, suffix): t for a in self.adapters for suffix, t in a.file_tensors().items()}
 
     def save_weights(self, file: str | os.PathLike, dtype: torch.dtype | None, metadata: dict[str, str] | None) -> None:
         """Atomic write in `diffusion_model.*` form, every tensor (alpha included) cast to `dtype`; a NaN or inf
@@ -166,6 +180,7 @@ class AnimaAdapterNetwork(nn.Module):
         if not str(file).endswith(".safetensors"):
             with atomic_path(file) as tmp:
                 torch.save(tensors, tmp)
+            self._run_after_save(file)
             return
         metadata = dict(metadata or {})
         metadata.setdefault("ss_network_module", self.module_name)
@@ -174,6 +189,11 @@ class AnimaAdapterNetwork(nn.Module):
         if self.network_args:
             metadata.setdefault("ss_network_args", json.dumps(self.network_args))
         save_safetensors_atomic(tensors, file, metadata)
+        self._run_after_save(file)
+
+    def _run_after_save(self, file: str | os.PathLike) -> None:
+        for hook in self.after_save:
+            hook(str(file))
 
     def load_weights(self, file: str | os.PathLike) -> dict:
         """Load any supported key form; the file's alpha is adopted per module (its scale is what it was
@@ -216,7 +236,7 @@ class AnimaAdapterNetwork(nn.Module):
     def apply_max_norm_regularization(self, max_norm_value: float, device) -> tuple[int, float, float]:
         """kohya's --scale_weight_norms: shrink each Linear adapter's ΔW to Frobenius norm ≤ max_norm_value."""
         scaled, norms = 0, []
-        for adapter in (a for a in self.adapters if a.kind != "norm"):
+        for adapter in (a for a in self.adapters if a.kind not in ("norm", "embedding")):
             norm = float(adapter.delta_weight().norm())
             if norm > max_norm_value:
                 adapter.rescale_(max_norm_value / norm)
