@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from library.anima.pivotal_checks import TriggerPlan, plan_trigger
 from library.atomic import save_safetensors_atomic
 from library.dataset.captions import render_caption
 from library.errors import ConfigError
-from library.weight_files import read_safetensors_header
 from networks._embedding_rows import PATH, EmbeddingRowsModule
 
 logger = logging.getLogger(__name__)
@@ -46,13 +46,16 @@ def plan_from_dataset(args: Namespace, tokenizer: Any, dataset: Any) -> TriggerP
     return plan
 
 
-def _file_rows(file: str | None) -> tuple[dict[str, Any], dict[str, str]] | None:
-    """(header entry of the embedding lora_up, metadata) of a --network_weights .safetensors, or None."""
+def _file_rows(file: str | None) -> tuple[list[int], dict[str, str]] | None:
+    """(shape of the embedding lora_up, metadata) of a --network_weights .safetensors (already checked readable by
+    `check_adapter_file`), or None when it holds no trigger rows."""
     if not file or not str(file).endswith(".safetensors"):
         return None
-    header = read_safetensors_header(file)
-    entry = header.get(f"{FILE_KEY}.lora_up.weight")
-    return (entry, header.get("__metadata__") or {}) if entry is not None else None
+    with safe_open(str(file), framework="pt") as handle:
+        key = f"{FILE_KEY}.lora_up.weight"
+        if key not in list(handle.keys()):  # a safe_open handle has no __contains__
+            return None
+        return list(handle.get_slice(key).get_shape()), dict(handle.metadata() or {})
 
 
 def warn_unused_rows(args: Namespace) -> None:
@@ -66,8 +69,8 @@ def check_file_rows(args: Namespace, plan: TriggerPlan) -> None:
     """A --network_weights file with trigger rows holds as many rows, for the same ids, as this trigger."""
     if (found := _file_rows(args.network_weights)) is None:
         return
-    entry, metadata = found
-    rows = int(entry["shape"][1])
+    shape, metadata = found
+    rows = int(shape[1])
     ids = metadata.get("ss_pivotal_token_ids")
     if rows != len(plan.token_ids) or (ids is not None and sorted(json.loads(ids)) != sorted(plan.token_ids)):
         raise ConfigError(f"--network_weights {args.network_weights}: its trigger rows are for "
