@@ -85,7 +85,7 @@ def test_file_holds_the_rows_as_a_rank_k_lora_that_changes_nothing_else(tiny: Pa
 
 
 def test_rows_train_for_the_first_n_steps_then_freeze_while_the_lora_trains_on(run: Path) -> None:
-    """Break caught: rows that never freeze (`trains_now` always True), or freezing counted in micro-batches."""
+    """Break caught: rows that never freeze (`trains_now` always True)."""
     steps = [run / f"anima_tiny_lora-step{step:08d}.safetensors" for step in (1, 2, 3)]
     final = run / "anima_tiny_lora.safetensors"
     assert not torch.allclose(rows_of(steps[0]), rows_of(steps[1]), atol=1e-6)
@@ -113,8 +113,8 @@ def training_time_dit(tiny: Path, file: Path, with_rows: bool = True) -> torch.n
 
 
 def test_conditioning_from_base_plus_file_by_comfyui_formula_equals_training_time(tiny: Path, run: Path) -> None:
-    """Breaks caught: the forward adding the delta at another scale than the file states (e.g. `hits @ delta * 0.5`),
-    and rows that leak into captions without the trigger's pieces."""
+    """Break caught: the training forward adding the delta at another scale than the file holds
+    (`hits @ delta * 0.5`)."""
     file = run / "anima_tiny_lora.safetensors"
     sd = state_dict_of(file)
     captions = [f"{TRIGGER}, {PLAIN}", PLAIN]
