@@ -11,7 +11,7 @@ from library.errors import ConfigError
 
 
 def add_pivotal_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("Anima pivotal tuning (a trained trigger word, docs/pivotal_tuning.md)")
+    group = parser.add_argument_group("Anima pivotal tuning (a trained trigger word)")
     group.add_argument(
         "--pivotal_trigger", type=str, default=None,
         help="Train the llm_adapter embedding rows of this trigger word's T5 pieces together with the network. "
