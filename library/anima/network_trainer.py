@@ -26,6 +26,7 @@ from library.anima.loading import inspect_dit_file, load_anima_dit
 from library.anima.metadata import anima_metadata
 from library.anima.pivotal import attach_trigger_rows, pivotal_metadata, plan_from_dataset
 from library.anima.pivotal_args import check_pivotal_values
+from library.anima.pivotal_checks import TriggerPlan
 from library.anima.startup import anima_parser, check_model_files, check_model_paths
 from library.anima.text import AnimaTextEncoder, TextEncoding
 from library.anima.tokenizers import load_t5_tokenizer
@@ -56,6 +57,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
     model_version = "anima"
     bucket_reso_multiple = 16  # VAE factor 8 x DiT patch 2
     cache_suffix = "_anima"
+    pivotal: TriggerPlan | None = None  # the --pivotal_trigger plan, once the captions are read
 
     def setup_parser(self) -> ArgumentParser:
         return anima_parser()
@@ -89,7 +91,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
         self.pivotal = plan_from_dataset(args, self.t5_tokenizer, dataset)
 
     def extend_network(self, args: Namespace, network: Any, models: ModelParts) -> None:
-        if getattr(self, "pivotal", None) is not None:
+        if self.pivotal is not None:
             attach_trigger_rows(args, network, models.denoiser, self.pivotal)
 
     def state_identity(self, args: Namespace) -> dict[str, Any]:
@@ -191,4 +193,4 @@ class AnimaNetworkTrainer(NetworkTrainer):
 
     def update_metadata(self, metadata: dict[str, str], args: Namespace) -> None:
         metadata.update(anima_metadata(args))
-        metadata.update(pivotal_metadata(args, getattr(self, "pivotal", None)))
+        metadata.update(pivotal_metadata(args, self.pivotal))
