@@ -15,6 +15,7 @@ from _tiny_run import REPO, forbid_model_loads, images_dataset, state_dict_of, t
 from safetensors import safe_open
 
 from library.anima.conditioning import build_context, collate_text
+from library.anima.detect import identify
 from library.anima.loading import load_anima_dit
 from library.anima.pivotal import check_file_rows, trigger_file
 from library.anima.pivotal_checks import TriggerPlan
@@ -77,6 +78,7 @@ def test_file_holds_the_rows_as_a_rank_k_lora_that_changes_nothing_else(tiny: Pa
     patched = comfy_patch(base, sd)["llm_adapter.embed.weight"]  # W + alpha / rank · up @ down; every key loads
     standalone = state_dict_of(trigger_file(file))
     assert standalone["token_ids"].tolist() == IDS
+    assert identify(trigger_file(file)).summary.startswith("the standalone copy of a trained trigger's rows")
     torch.testing.assert_close(patched[IDS], standalone["rows"], rtol=0, atol=1e-6)
     others = torch.ones(32128, dtype=torch.bool)
     others[IDS] = False

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
+from library.anima.pivotal_args import TRIGGER_FILE_FORMAT
 from library.anima.pivotal_checks import TriggerPlan, plan_trigger
 from library.atomic import save_safetensors_atomic
 from library.dataset.captions import render_caption
@@ -27,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 FILE_KEY = f"diffusion_model.{PATH}"
 TRIGGER_SUFFIX = ".trigger.safetensors"
-FORMAT = "sd-scripts-anima trigger rows v1"
 
 
 def dataset_captions(dataset: Any) -> list[str]:
@@ -124,7 +124,7 @@ def save_trigger_file(lora_file: str, plan: TriggerPlan, module: EmbeddingRowsMo
     base = module.org_module.weight.detach()[module.token_ids].float().cpu()
     delta = module.delta.detach().float().cpu()
     tensors = {"rows": base + delta, "delta": delta, "token_ids": module.token_ids.cpu()}
-    metadata = {"format": FORMAT, "trigger": plan.trigger, "token_ids": json.dumps(plan.token_ids),
+    metadata = {"format": TRIGGER_FILE_FORMAT, "trigger": plan.trigger, "token_ids": json.dumps(plan.token_ids),
                 "pieces": json.dumps(plan.pieces, ensure_ascii=False), "lora_file": Path(lora_file).name}
     target = trigger_file(lora_file)
     save_safetensors_atomic(tensors, target, metadata)

@@ -9,6 +9,8 @@ import argparse
 
 from library.errors import ConfigError
 
+TRIGGER_FILE_FORMAT = "sd-scripts-anima trigger rows v1"  # metadata `format` of <name>.trigger.safetensors
+
 
 def add_pivotal_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Anima pivotal tuning (a trained trigger word)")
