@@ -37,9 +37,12 @@ def test_pieces_are_listed_and_leaks_counted(t5, caplog: pytest.LogCaptureFixtur
 
 
 def test_common_pieces_are_refused_with_advice(t5) -> None:
-    """Breaks caught: the single-character rule dropped ('sks' tokenises to letters), or the share rule dropped."""
+    """Breaks caught: the single-character rule dropped ('sks' tokenises to letters), the special-token rule dropped
+    ('<unk>' stands for every character T5 lacks), or the share rule dropped."""
     with pytest.raises(ConfigError, match=r"piece '▁' is a single character.*rarer made-up word.*'orvantis'"):
         plan_trigger("sks_aria", None, t5, ["sks_aria, 1girl, smile"])
+    with pytest.raises(ConfigError, match=r"piece '<unk>' is a special token"):
+        plan_trigger("miku初音", None, t5, ["miku初音, smile"])
     reds = round(1 / COMMON_SHARE) - 2  # 'or' is then 1 of 19 other words: just above the share
     captions = ["orvantis, or " + " ".join(["red"] * reds)]
     with pytest.raises(ConfigError, match=r"piece '▁or' is in 1 of the captions' \d+ other words"):

@@ -90,6 +90,10 @@ def _check_leaks(trigger: str, token_ids: list[int], pieces: list[str], tokenize
             uses[token][word] += count
     for piece, token in zip(pieces, token_ids, strict=True):
         count = sum(uses[token].values())
+        if token in tokenizer.all_special_ids:
+            raise ConfigError(f"--pivotal_trigger {trigger!r}: its T5 piece {piece!r} is a special token (T5 has no "
+                              f"piece for some of its characters), shared by every such text. Use Latin letters. "
+                              f"{ADVICE}.")
         if len(piece.removeprefix(WORD_START)) <= 1:
             raise ConfigError(f"--pivotal_trigger {trigger!r}: its T5 piece {piece!r} is a single character, shared "
                               f"by a great many words (here {count} of the captions' {total} other words); training "
