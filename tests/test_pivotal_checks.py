@@ -94,3 +94,27 @@ def test_rows_start_at_the_init_texts_mean_and_freeze_after_n_optimizer_steps() 
         grads.append(rows.delta.grad is not None)
     assert grads == [True, True, True, True, False] and embedding.weight.grad is None
     assert not embedding(ids).requires_grad
+
+
+def test_the_rows_are_their_own_optimizer_group_with_their_own_lr() -> None:
+    """Breaks caught: the rows' lr falling back to the network's although --pivotal_lr is set, or the rows sitting in
+    the LoRA's group (weight decay would pull the rows' change toward zero)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    from make_tiny_anima import tiny
+
+    from library.anima.model import AnimaDiT
+    from networks import lora_anima
+
+    dit = AnimaDiT(tiny().dit)
+    network = lora_anima.create_network(1.0, 4, 4.0, None, [], dit)
+    network.apply_to([], dit, False, True)
+    rows = EmbeddingRowsModule(dit.llm_adapter.embed, [42, 159], torch.zeros(2, 32), lr=5e-2)
+    network.add_adapter(rows)
+    groups, names = network.prepare_optimizer_params(None, 1e-3, 1e-3)
+    pivotal = groups[names.index("pivotal")]
+    assert pivotal["lr"] == 5e-2 and pivotal["weight_decay"] == 0.0 and pivotal["params"] == [rows.delta]
+    others = [p for name, g in zip(names, groups, strict=True) if name != "pivotal" for p in g["params"]]
+    assert all(p is not rows.delta for p in others) and len(others) + 1 == len(list(network.parameters()))
