@@ -99,9 +99,11 @@ def merge_base_weights(args: Namespace, models: Any, print_fn: Any) -> None:
         print_fn(f"base weights merged into the model: {file} (multiplier {multiplier})")
 
 
-def create_trained_network(args: Namespace, models: Any, kwargs: dict[str, str], print_fn: Any) -> Any:
-    """The network to train, applied to the parts that train (library/text_encoder_lora.py), warm-started from
-    --network_weights when given."""
+def create_trained_network(args: Namespace, models: Any, kwargs: dict[str, str], print_fn: Any,
+                           extend: Any = None) -> Any:
+    """The network to train, applied to the parts that train (library/text_encoder_lora.py), given a model's own
+    extra parts by `extend(args, network, models)` (Anima's trigger rows), then warm-started from --network_weights
+    when given."""
     module = import_network_module(args.network_module)
     # kohya's contract hands the networks the text-encoder modules (Qwen3 itself, not our wrapper with its tokenizers)
     encoders = [getattr(te, "qwen", te) for te in models.text_encoders] if trains_text_encoder(args) else []
@@ -115,6 +117,8 @@ def create_trained_network(args: Namespace, models: Any, kwargs: dict[str, str],
     if args.gradient_checkpointing:
         checkpoint_text_encoders(encoders)
     print_fn(describe_trained_parts(args))
+    if extend is not None:
+        extend(args, network, models)
     if args.network_weights:
         info = network.load_weights(args.network_weights)
         print_fn(f"warm start: network weights loaded from {args.network_weights} ({info}); "

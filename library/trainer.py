@@ -99,6 +99,9 @@ class NetworkTrainer:
         """Put the frozen denoiser on its device (a model may keep parts elsewhere, e.g. block swap)."""
         models.denoiser.to(accelerator.device, dtype=weight_dtype)
 
+    def extend_network(self, args: Namespace, network: Any, models: ModelParts) -> None:
+        """Add the model's own trained parts to the network before --network_weights loads (none by default)."""
+
     def network_kwargs(self, args: Namespace) -> dict[str, str]:
         """Extra `network_args` the model adds (e.g. Anima's --train_norm)."""
         return {}
@@ -277,7 +280,7 @@ class NetworkTrainer:
     def _create_network(self, args: Namespace, models: ModelParts, accelerator: Accelerator) -> Any:
         merge_base_weights(args, models, accelerator.print)
         torch.manual_seed(args.seed)  # the network's initial weights depend on --seed alone, not on what loaded before
-        return create_trained_network(args, models, self.network_args(args), accelerator.print)
+        return create_trained_network(args, models, self.network_args(args), accelerator.print, self.extend_network)
 
     def _param_groups(self, args: Namespace, network: Any) -> tuple[list[dict[str, Any]], list[str]]:
         result = optimizer_params(network, args)  # our group lrs only where the network takes them

@@ -80,6 +80,10 @@ class AdapterModule(nn.Module):
         weight = self.org_module.weight
         weight += (self.delta_weight() * multiplier).to(weight.device, weight.dtype)
 
+    def file_tensors(self) -> dict[str, torch.Tensor]:
+        """`{suffix: tensor}` as written to an adapter file (the state dict, unless the file form differs)."""
+        return self.state_dict()
+
     def load_file_tensors(self, tensors: dict[str, tuple[str, torch.Tensor]]) -> None:
         """Load `{suffix: (file key, tensor)}`; a missing alpha means scale 1 (alpha = rank)."""
         own = self.state_dict()

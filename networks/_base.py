@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -89,6 +90,7 @@ class AnimaAdapterNetwork(nn.Module):
         self.llm_adapter_lr, self.norm_lr = llm_adapter_lr, norm_lr
         self.model_paths = model_paths
         self.adapters = adapters
+        self.after_save: list[Callable[[str], None]] = []  # e.g. Anima's standalone trigger file
         for adapter in adapters:
             self.add_module(adapter.path.replace(".", "_"), adapter)
         self.set_multiplier(multiplier)
@@ -100,6 +102,14 @@ class AnimaAdapterNetwork(nn.Module):
             counts["norm"],
             sum(p.numel() for p in self.parameters()),
         )
+
+    def add_adapter(self, adapter: AdapterModule) -> None:
+        """Register a module built outside the network's own targets (Anima's trigger rows), before any load."""
+        self.adapters.append(adapter)
+        self.add_module(adapter.path.replace(".", "_"), adapter)
+        self.model_paths = [*self.model_paths, adapter.path]
+        adapter.multiplier = self.multiplier
+        adapter.apply_to_org()
 
     # kohya hooks -------------------------------------------------------------------------------------------
     def apply_to(self, text_encoders, unet, apply_text_encoder: bool = False, apply_unet: bool = True) -> None:
@@ -166,6 +176,10 @@ class AnimaAdapterNetwork(nn.Module):
                 group["weight_decay"] = 0.0
 
         for adapter in self.adapters:
+            if adapter.kind == "embedding":  # trigger rows: their own lr, no weight decay toward zero delta
+                add("pivotal", list(adapter.parameters()), adapter.lr if adapter.lr is not None else base_lr)
+                groups["pivotal"]["weight_decay"] = 0.0
+                continue
             on_text_encoder = is_text_encoder_path(adapter.path)
             name = (TEXT_ENCODER_GROUP if on_text_encoder else "norm" if adapter.kind == "norm"
                     else "llm_adapter" if is_adapter(adapter.path) else "unet")
@@ -187,7 +201,7 @@ class AnimaAdapterNetwork(nn.Module):
 
     # files -------------------------------------------------------------------------------------------------
     def file_state_dict(self) -> dict[str, torch.Tensor]:
-        return {file_key(a.path, suffix): t for a in self.adapters for suffix, t in a.state_dict().items()}
+        return {file_key(a.path, suffix): t for a in self.adapters for suffix, t in a.file_tensors().items()}
 
     def save_weights(self, file: str | os.PathLike, dtype: torch.dtype | None, metadata: dict[str, str] | None) -> None:
         """Atomic write in `diffusion_model.*` form, a Qwen3 LoRA as `lora_te_*` (`write_adapter_file`)."""
@@ -198,6 +212,8 @@ class AnimaAdapterNetwork(nn.Module):
         if self.network_args:
             metadata.setdefault("ss_network_args", json.dumps(self.network_args))
         write_adapter_file(self.file_state_dict(), file, dtype, metadata)
+        for hook in self.after_save:
+            hook(str(file))
 
     def load_weights(self, file: str | os.PathLike) -> dict:
         """Load any supported key form; the file's alpha is adopted per module (its scale is what it was
@@ -240,7 +256,7 @@ class AnimaAdapterNetwork(nn.Module):
     def apply_max_norm_regularization(self, max_norm_value: float, device) -> tuple[int, float, float]:
         """kohya's --scale_weight_norms: shrink each Linear adapter's ΔW to Frobenius norm ≤ max_norm_value."""
         scaled, norms = 0, []
-        for adapter in (a for a in self.adapters if a.kind != "norm"):
+        for adapter in (a for a in self.adapters if a.kind not in ("norm", "embedding")):
             norm = float(adapter.delta_weight().norm())
             if norm > max_norm_value:
                 adapter.rescale_(max_norm_value / norm)

@@ -12,7 +12,7 @@ from _lora_read import ModulePatch
 def comfy_scale(patch: ModulePatch) -> float:
     """The factor ComfyUI multiplies the module's raw product by (strength not included)."""
     t = patch.tensors
-    if patch.kind == "lora":
+    if patch.kind in ("lora", "embedding"):
         return float(t["alpha"]) / t["lora_down.weight"].shape[0]
     if patch.kind == "lokr":
         dim = t["lokr_w2_b"].shape[0] if "lokr_w2_b" in t else t["lokr_w1_b"].shape[0] if "lokr_w1_b" in t else None
@@ -29,7 +29,7 @@ def _half(t: dict[str, torch.Tensor], name: str) -> torch.Tensor:
 def comfy_delta(patch: ModulePatch) -> torch.Tensor:
     """ΔW at strength 1 in float32, shaped like the module's weight."""
     t = patch.tensors
-    if patch.kind == "lora":
+    if patch.kind in ("lora", "embedding"):
         raw = t["lora_up.weight"].float() @ t["lora_down.weight"].float()
     elif patch.kind == "lokr":
         raw = torch.kron(_half(t, "lokr_w1"), _half(t, "lokr_w2"))

@@ -42,7 +42,7 @@ class ModulePatch:
     """One module's adapter in our suffixes; `alpha` is always set (0-dim float32) for LoRA and LoKr."""
 
     path: str
-    kind: str  # "lora", "lokr", "loha" or "norm"
+    kind: str  # "lora", "lokr", "loha", "norm" or "embedding" (a trigger's rows: a LoRA on llm_adapter.embed)
     tensors: dict[str, torch.Tensor]
     alpha_added: bool = False
 
@@ -101,18 +101,19 @@ def _check(ok: bool, source: str, key: str, message: str) -> None:
         raise ConfigError(f"{source}: key {key}: {message}")
 
 
-def _lora(path: str, linear: nn.Linear, tensors: dict, source: str) -> ModulePatch:
+def _lora(path: str, module: nn.Linear | nn.Embedding, tensors: dict, source: str) -> ModulePatch:
     key = next(iter(tensors.values()))[0]
+    out_features, in_features = module.weight.shape  # an Embedding's (rows, width) plays (out, in)
     _check(set(LORA_SUFFIXES) <= set(tensors), source, key, f"module {path} needs both lora_down and lora_up.")
     down = tensors["lora_down.weight"][1].flatten(1)
     up = tensors["lora_up.weight"][1].flatten(1)
     rank = down.shape[0]
     _check(
-        tuple(down.shape) == (rank, linear.in_features) and tuple(up.shape) == (linear.out_features, rank),
+        tuple(down.shape) == (rank, in_features) and tuple(up.shape) == (out_features, rank),
         source,
         key,
         f"lora_down {tuple(down.shape)} / lora_up {tuple(up.shape)} do not fit {path} "
-        f"({linear.in_features} -> {linear.out_features}); pass the DiT this file is for with --model.",
+        f"({in_features} -> {out_features}); pass the DiT this file is for with --model.",
     )
     alpha = _alpha(tensors, source)
     return ModulePatch(
@@ -180,6 +181,10 @@ def _module_patch(path: str, module: nn.Module, tensors: dict, source: str) -> M
     key = next(iter(tensors.values()))[0]
     if "b_norm" in suffixes:
         raise ConfigError(f"{source}: key {tensors['b_norm'][0]} is a bias delta; Anima's norms have no bias.")
+    if isinstance(module, nn.Embedding):  # a trained trigger's rows (pivotal tuning): a LoRA kept as it is
+        _check(suffixes <= {*LORA_SUFFIXES, "alpha"}, source, key, f"{path} (trigger rows) takes only a LoRA.")
+        patch = _lora(path, module, tensors, source)
+        return ModulePatch(path, "embedding", patch.tensors, patch.alpha_added)
     if isinstance(module, nn.Linear):
         kinds = {kind for suffix in suffixes if (kind := kind_of_suffix(suffix))}
         if "w_norm" in suffixes:
@@ -205,7 +210,8 @@ def _module_patch(path: str, module: nn.Module, tensors: dict, source: str) -> M
 def read_adapter(weights: Mapping[str, torch.Tensor], model: nn.Module, source: str) -> list[ModulePatch]:
     """Every module of `weights` in our suffixes, resolved against `model`; anything inexact raises ConfigError."""
     modules = dict(model.named_modules())
-    grouped, unmatched = group_by_module(weights, model_paths(model), source)
+    embeddings = [path for path, module in model.named_modules() if isinstance(module, nn.Embedding)]
+    grouped, unmatched = group_by_module(weights, model_paths(model) + embeddings, source)
     if unmatched:
         raise _refuse_unmatched(unmatched, source)
     if not grouped:

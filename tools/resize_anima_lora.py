@@ -9,7 +9,8 @@ randomised SVD of the out × in matrix, so it is exact and fast also for 8192-wi
 
 Dynamic methods (kohya's): `sv_ratio P` keeps singular values above S[0] / P; `sv_cumulative P` keeps the
 fewest whose sum reaches P of the total; `sv_fro P` keeps the fewest whose Frobenius norm reaches P of the
-total. Norm deltas are copied unchanged; LoKr modules are refused (a Kronecker product is not a low-rank
+total. Norm deltas and a trained trigger's embedding rows (pivotal tuning, docs/pivotal_tuning.md) are copied
+unchanged; LoKr modules are refused (a Kronecker product is not a low-rank
 factorisation, there is nothing to truncate). Prints each module's retained Frobenius fraction.
 
     python tools/resize_anima_lora.py lora_r64.safetensors --output lora_r16.safetensors --new_rank 16
@@ -108,7 +109,7 @@ def resize_weights(
     out, report = [], []
     with torch.no_grad():
         for patch in patches:
-            if patch.kind == "norm":
+            if patch.kind in ("norm", "embedding"):  # a trigger's rows: its rank is its row count, never cut
                 out.append(patch)
                 continue
             resized, info = resize_lora(patch, new_rank, method, param, device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from library.anima.pivotal_args import add_pivotal_arguments
 from library.anima.seed_options import add_seed_arguments
 from library.arguments.aliases import add_aliases
 from library.arguments.types import NO_EFFECT
@@ -133,5 +134,6 @@ def add_anima_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"Old root-style flag: refused with the command that converts the file ({ROOT_STYLE_HINT}).",
     )
     add_seed_arguments(parser)
+    add_pivotal_arguments(parser)
     parser.set_defaults(**ANIMA_DEFAULTS)
     annotate_help(parser)

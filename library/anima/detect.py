@@ -16,6 +16,7 @@ from library.anima import vae_keys
 from library.anima.detect_adapters import identify_adapter
 from library.anima.dit_header import inspect_dit_file
 from library.anima.findings import Finding, TensorInfo
+from library.anima.pivotal_args import TRIGGER_FILE_FORMAT
 from library.errors import ModelFileError
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -164,6 +165,10 @@ def _identify_file(path: str) -> Finding:
             False,
             "Anima needs the Qwen-Image VAE: pass qwen_image_vae.safetensors with --vae.",
         )
+    if metadata.get("format") == TRIGGER_FILE_FORMAT:
+        return Finding(path, "unknown", f"the standalone copy of a trained trigger's rows ({metadata.get('trigger')!r}, "
+                       f"{metadata.get('token_ids')})", False, "Load the LoRA file it was saved beside "
+                       f"({metadata.get('lora_file')}): that file holds the same rows (docs/pivotal_tuning.md).")
     return Finding(
         path,
         "unknown",

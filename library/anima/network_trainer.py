@@ -25,6 +25,9 @@ from library.anima.flow import broadcast_sigmas, noisy_input, offset_noise, velo
 from library.anima.fp8 import apply_fp8_base
 from library.anima.loading import load_anima_dit
 from library.anima.metadata import anima_metadata
+from library.anima.pivotal import attach_trigger_rows, pivotal_metadata, plan_from_dataset
+from library.anima.pivotal_args import check_pivotal_values
+from library.anima.pivotal_checks import TriggerPlan
 from library.anima.seed_options import apply_seed_options
 from library.anima.startup import anima_parser, check_model_files, check_model_paths
 from library.anima.text import AnimaTextEncoder, TextEncoding
@@ -57,6 +60,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
     model_version = "anima"
     bucket_reso_multiple = 16  # VAE factor 8 x DiT patch 2
     cache_suffix = "_anima"
+    pivotal: TriggerPlan | None = None  # the --pivotal_trigger plan, once the captions are read
 
     def setup_parser(self) -> ArgumentParser:
         return anima_parser()
@@ -66,6 +70,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
         check_model_paths(args)
         info = inspect_dit_file(args.pretrained_model_name_or_path)
         check_model_files(args)
+        check_pivotal_values(args)
         from library.anima.startup_checks import check_before_models  # network, weights, scheduler, compile
         check_before_models(args, self.network_args(args), info.config)
         if args.blocks_to_swap:
@@ -83,6 +88,21 @@ class AnimaNetworkTrainer(NetworkTrainer):
             modelscope_revision=args.t5_tokenizer_modelscope_revision,
             modelscope_subfolder=args.t5_tokenizer_modelscope_subfolder)
         anima_samples.validate_sampling_args(args)
+
+    def _check_cache_options(self, args: Namespace, dataset: Any) -> None:
+        """The dataset is read: the pivotal trigger is checked against its captions before any model loads."""
+        super()._check_cache_options(args, dataset)
+        self.pivotal = plan_from_dataset(args, self.t5_tokenizer, dataset)
+
+    def extend_network(self, args: Namespace, network: Any, models: ModelParts) -> None:
+        if self.pivotal is not None:
+            attach_trigger_rows(args, network, models.denoiser, self.pivotal)
+
+    def state_identity(self, args: Namespace) -> dict[str, Any]:
+        """A resume must train the same trigger rows (the state holds them, and when they freeze)."""
+        pivotal = {name: getattr(args, name, None) for name in ("pivotal_trigger", "pivotal_init_text",
+                                                                "pivotal_train_steps")}
+        return super().state_identity(args) | {"pivotal": pivotal}
 
     def load_target_model(self, args: Namespace, accelerator: Any, weight_dtype: torch.dtype) -> ModelParts:
         device = accelerator.device
@@ -181,3 +201,4 @@ class AnimaNetworkTrainer(NetworkTrainer):
 
     def update_metadata(self, metadata: dict[str, str], args: Namespace) -> None:
         metadata.update(anima_metadata(args))
+        metadata.update(pivotal_metadata(args, self.pivotal))
