@@ -7,11 +7,9 @@ a state folder replays the same numbers without needing the RNG state of the run
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from argparse import Namespace
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +19,8 @@ from tqdm.auto import tqdm
 from library import saving, tracking
 from library import state as state_lib
 from library.launch_command import launch_prefix
-from library.loss_curve import read_loss_csv, write_loss_curve_png, write_loss_log
+from library.loss_curve import read_loss_csv
 from library.loss_reduction import reduce_loss
-from library.metadata import per_save_metadata
 from library.monitor.run_monitor import RunMonitor
 from library.nonfinite import NonFiniteGuard
 from library.run_summary import saved_line, training_summary
@@ -33,12 +30,13 @@ from library.signals import StopRequest, end_run, exit_code, exit_worker
 from library.step_readout import StepReadout
 from library.step_requests import agreed_requests
 from library.text_encoder_lora import encode_step_text
+from library.train_loop_saves import LoopSaves
 from library.validation import log_validation, num_validation_batches, run_validation
 
 logger = logging.getLogger(__name__)
 
 
-class TrainLoop:
+class TrainLoop(LoopSaves):
     """Runs epochs and steps, and decides when to sample and save; the model work is the trainer's."""
 
     def __init__(self, trainer: Any, args: Namespace, accelerator: Any, models: Any, network: Any, optimizer: Any,
@@ -254,68 +252,3 @@ class TrainLoop:
                                             self.global_step - self.run_first_step, now - self.run_started_at,
                                             final, [self._loss_log_path(), curve, run_dir]))
         self.monitor.close("finished", f"Training finished at step {self.global_step}: {final}")
-
-    # ---- files --------------------------------------------------------------------------------------
-    def _sample(self, epoch: int | None) -> None:
-        self.bundle.eval_mode()
-        if self.acc.is_main_process:
-            written = self.trainer.sample_images(self.acc, self.args, epoch, self.global_step, self.models,
-                                                 self.unwrapped)
-            self.monitor.samples(self.global_step, written or [])
-            self.step_logger.log_samples(self.global_step, written or [])
-        self.acc.wait_for_everyone()
-        self.bundle.train_mode()
-
-    @contextlib.contextmanager
-    def _saving(self, target: Path) -> Iterator[None]:
-        """A failed write (disk full, folder gone) stops training with a sentence, not a traceback: writes are
-        atomic, so the previous files are intact, and the newest complete state says where to resume from."""
-        try:
-            yield
-        except saving.WRITE_ERRORS as exc:
-            raise saving.write_failure(target, self.global_step, exc, self.output_dir, self.output_name) from exc
-
-    def _save_step(self, epoch: int, with_state: bool = True) -> str:
-        """A step LoRA and its state folder (returns its name): what --save_every_n_steps, Save now and a stop write."""
-        self._save_model(saving.step_file_name(self.output_name, self.global_step, self.ext), epoch)
-        name = state_lib.step_state_name(self.output_name, self.global_step)
-        if with_state:
-            self._save_state(name)
-        return name
-
-    def _save_model(self, file_name: str, epoch: int) -> None:
-        self.acc.wait_for_everyone()
-        if self.acc.is_main_process:
-            self.bundle.eval_mode()
-            meta = per_save_metadata(self.metadata, self.global_step, epoch)
-            with self._saving(self.output_dir / file_name):
-                self.unwrapped.save_weights(str(self.output_dir / file_name), saving.save_dtype(self.args), meta)
-            self.monitor.event("save", f"step {self.global_step}: {file_name}")
-            self.bundle.train_mode()
-        self.acc.wait_for_everyone()
-
-    def _save_state(self, name: str) -> None:
-        """Records where training stopped (`self.position`), whatever the kind of state; the loss log goes first,
-        so it always covers the newest complete state (a resume trims it)."""
-        identity = self.trainer.state_identity(self.args)
-        epoch, batches_done = self.position
-        st = state_lib.TrainState(epoch, self.global_step, batches_done, identity, self.base_model,
-                                  self.acc.num_processes, self.launcher)
-        with self._saving(self.output_dir / name):
-            self._write_loss_log()
-            state_lib.save_state(self.acc, self.output_dir / name, st)
-        self.monitor.event("save", f"step {self.global_step}: {name}")
-
-    def _write_loss_curve(self) -> Path | None:
-        """The end-of-training loss plot beside the LoRA (main process; None when no step ran)."""
-        if not self.acc.is_main_process:
-            return None
-        return write_loss_curve_png(self._loss_log_path(), self.output_dir / f"{self.output_name}-loss.png")
-
-    def _loss_log_path(self) -> Path:
-        return self.output_dir / f"{self.output_name}-loss.csv"
-
-    def _write_loss_log(self) -> None:
-        self._read_losses()  # a state's loss log covers every step it holds
-        if self.acc.is_main_process:
-            write_loss_log(self._loss_log_path(), self.losses)

@@ -22,10 +22,10 @@ from accelerate import Accelerator
 
 from library import state as state_lib
 from library import tracking
-from library.accelerator_setup import make_accelerator, pinned_batches, shared_random_seed
+from library.accelerator_setup import make_accelerator, shared_random_seed
 from library.args import build_parser
+from library.batch_loader import build_batch_loader
 from library.dataset import build_dataset_group
-from library.dataset.caching import check_latent_cache_names
 from library.dataset.preview import print_dataset_preview
 from library.errors import ConfigError
 from library.input_checks import check_inputs
@@ -39,12 +39,12 @@ from library.network_setup import (
     optimizer_params,
 )
 from library.option_support import check_option_support
+from library.output_caching import cache_outputs, check_cache_options
 from library.registries import validate_registries
 from library.registries.optimizers import build_optimizer, check_optimizer_builds, optimizer_identity
 from library.registries.optimizers.fused_backward import enable_fused_backward
 from library.registries.schedulers import build_lr_scheduler
 from library.saving import probe_output_dir
-from library.signals import worker_options
 from library.text_encoder_lora import trained_parts
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,10 @@ class NetworkTrainer:
 
     def assert_extra_args(self, args: Namespace) -> None:
         """Model-specific option checks; runs before anything is loaded."""
+
+    def check_dataset(self, args: Namespace, dataset: Any) -> None:
+        """Checks that need the dataset read but no model loaded: the cache options (a model adds its own)."""
+        check_cache_options(args, dataset, self.cache_suffix)
 
     def load_target_model(self, args: Namespace, accelerator: Accelerator, weight_dtype: torch.dtype) -> ModelParts:
         raise NotImplementedError
@@ -180,7 +184,7 @@ class NetworkTrainer:
         if args.debug_dataset:
             print_dataset_preview(dataset)
             return
-        self._check_cache_options(args, dataset)
+        self.check_dataset(args, dataset)
         check_memory_fits(args, dataset, accelerator.device)
         steps_per_epoch, num_epochs = self._schedule(args, len(dataset), accelerator.num_processes)
         if resume is not None and resume.current_step >= args.max_train_steps:
@@ -190,7 +194,7 @@ class NetworkTrainer:
         torch.manual_seed(args.seed)
         weight_dtype = WEIGHT_DTYPES[args.mixed_precision]
         models = self.load_target_model(args, accelerator, weight_dtype)
-        self._cache(args, accelerator, models, dataset)
+        cache_outputs(self, args, accelerator, models, dataset)
 
         network = self._create_network(args, models, accelerator)
         if args.gradient_checkpointing and hasattr(models.denoiser, "enable_gradient_checkpointing"):
@@ -206,10 +210,7 @@ class NetworkTrainer:
         bundle = build_optimizer(args, groups)
         enable_fused_backward(args, bundle.optimizer)  # kohya's Adafactor step per parameter, inside backward
         args._optimizer_description = bundle.description
-        workers = min(args.max_data_loader_n_workers or 0, torch.get_num_threads())
-        loader = torch.utils.data.DataLoader(
-            BatchView(dataset), batch_size=1, shuffle=False, collate_fn=_first,
-            num_workers=workers, pin_memory=pinned_batches(args), **worker_options(workers))
+        loader = build_batch_loader(args, dataset)
         scheduler = build_lr_scheduler(args, bundle.optimizer, args.max_train_steps, accelerator.num_processes)
         network, optimizer, loader, scheduler = accelerator.prepare(network, bundle.optimizer, loader, scheduler)
 
@@ -240,43 +241,6 @@ class NetworkTrainer:
             args.save_every_n_epochs = max(1, num_epochs // args.save_n_epoch_ratio)
         return steps_per_epoch, num_epochs
 
-    def _check_cache_options(self, args: Namespace, dataset: Any) -> None:
-        if args.cache_latents_to_disk:
-            args.cache_latents = True
-        if args.cache_text_encoder_outputs_to_disk:
-            args.cache_text_encoder_outputs = True
-        if args.cache_latents_to_disk:
-            validation = dataset.validation.all_samples() if dataset.validation is not None else []
-            check_latent_cache_names(dataset.all_samples() + validation, self.cache_suffix)
-        if args.cache_latents and (blockers := dataset.latent_cache_blockers()):
-            raise ConfigError("--cache_latents cannot be used with " + ", ".join(blockers)
-                              + ": these change the image every step. Turn them off, or drop --cache_latents.")
-        if args.cache_text_encoder_outputs and (blockers := dataset.text_cache_blockers()):
-            logger.warning("text-encoder outputs are NOT cached because the caption changes every step (%s); "
-                           "the text encoder stays loaded.", ", ".join(blockers))
-            args.cache_text_encoder_outputs = False
-            args.cache_text_encoder_outputs_to_disk = False
-
-    def _cache(self, args: Namespace, accelerator: Accelerator, models: ModelParts, dataset: Any) -> None:
-        shard = {"process_index": accelerator.process_index, "num_processes": accelerator.num_processes,
-                 "barrier": accelerator.wait_for_everyone, "suffix": self.cache_suffix,
-                 "trust": bool(args.skip_cache_check)}
-        groups = [dataset] + ([dataset.validation] if dataset.validation is not None else [])
-        if args.cache_latents:
-            with torch.no_grad():
-                for group in groups:
-                    group.cache_latents(lambda images: self.encode_images_to_latents(args, models, images),
-                                        self.latent_cache_identity(args), to_disk=bool(args.cache_latents_to_disk),
-                                        batch_size=args.vae_batch_size or 1, **shard)
-        if args.cache_text_encoder_outputs:
-            with torch.no_grad():
-                for group in groups:
-                    group.cache_text(lambda captions: self.encode_text(args, models, captions),
-                                     self.text_cache_identity(args),
-                                     to_disk=bool(args.cache_text_encoder_outputs_to_disk),
-                                     batch_size=args.text_encoder_batch_size or 8, **shard)
-            self.release_text_encoders(args, models)
-
     def _create_network(self, args: Namespace, models: ModelParts, accelerator: Accelerator) -> Any:
         merge_base_weights(args, models, accelerator.print)
         torch.manual_seed(args.seed)  # the network's initial weights depend on --seed alone, not on what loaded before
@@ -287,21 +251,3 @@ class NetworkTrainer:
         if isinstance(result, tuple):
             return result
         return result, [f"group{i}" for i in range(len(result))]
-
-
-class BatchView(torch.utils.data.Dataset):
-    """The dataset's batches without its `set_epoch`: accelerate's prepared loader calls `set_epoch` with its own
-    0-based iteration count, which would override the loop's 1-based epoch (and differ after a resume)."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.dataset[index]
-
-
-def _first(items: list[Any]) -> Any:
-    return items[0]

@@ -89,9 +89,9 @@ class AnimaNetworkTrainer(NetworkTrainer):
             modelscope_subfolder=args.t5_tokenizer_modelscope_subfolder)
         anima_samples.validate_sampling_args(args)
 
-    def _check_cache_options(self, args: Namespace, dataset: Any) -> None:
+    def check_dataset(self, args: Namespace, dataset: Any) -> None:
         """The dataset is read: the pivotal trigger is checked against its captions before any model loads."""
-        super()._check_cache_options(args, dataset)
+        super().check_dataset(args, dataset)
         self.pivotal = plan_from_dataset(args, self.t5_tokenizer, dataset)
 
     def extend_network(self, args: Namespace, network: Any, models: ModelParts) -> None:
