@@ -28,7 +28,7 @@ def memory_monitored(args: Namespace) -> bool:
     return args.anima_monitor_memory_warn_ratio is not None or args.anima_monitor_alert_policy == "raise"
 
 
-def validate_monitor(args: Namespace) -> None:
+def validate_seed_alerts(args: Namespace) -> None:
     """Ratios are positive; the raise policy cannot sit with --nonfinite_loss skip (the seed stopped on NaN)."""
     for option in ("anima_monitor_memory_warn_ratio", "anima_monitor_loss_spike_ratio"):
         value = getattr(args, option, None)

@@ -20,7 +20,7 @@ import toml
 from PIL import Image
 
 from library.errors import ConfigError
-from library.seed_alerts import validate_monitor
+from library.seed_alerts import validate_seed_alerts
 
 if TYPE_CHECKING:
     import torch
@@ -64,7 +64,7 @@ def validate_tracking(args: Namespace) -> None:
         logger.warning("--log_with all: wandb is not installed, logging to TensorBoard only (pip install wandb).")
     if args.log_tracker_config:
         _read_tracker_config(args.log_tracker_config)
-    validate_monitor(args)
+    validate_seed_alerts(args)
 
 
 def _read_tracker_config(path: str) -> dict[str, Any]:
@@ -126,10 +126,10 @@ class StepLogger:
     """Sends each optimizer step's values to the trackers; a no-op when there are none (or off the main
     process), so the loop can call it unconditionally."""
 
-    def __init__(self, accelerator: Any, lr_descriptions: Sequence[str], monitor: Any = None,
+    def __init__(self, accelerator: Any, lr_descriptions: Sequence[str], alerts: Any = None,
                  histogram_every: int = 10) -> None:
         self.acc, self.lr_descriptions, self.histogram_every = accelerator, list(lr_descriptions), histogram_every
-        self.monitor = monitor  # library/seed_alerts.py: checked on every process, trackers or not
+        self.alerts = alerts  # library/seed_alerts.py: checked on every process, trackers or not
         self._sigmas: list[torch.Tensor] = []  # on the device until the histogram reads them all at once
 
     @property
@@ -145,8 +145,8 @@ class StepLogger:
             param_groups: Sequence[dict[str, Any]] = ()) -> None:
         """kohya's step keys: `loss/current`, `loss/average`, `lr/<group>`, and `lr/d*lr/<group>` for optimizers
         that adapt a step size `d` (Prodigy, D-Adaptation); the sigma histogram every `histogram_every` steps; the
-        monitor's `gpu/*` and `alert/*` scalars."""
-        extra = self.monitor.step(step, loss) if self.monitor is not None else {}
+        seed alerts' `gpu/*` and `alert/*` scalars."""
+        extra = self.alerts.step(step, loss) if self.alerts is not None else {}
         if not self.active:
             return
         logs: dict[str, float] = {"loss/current": loss, "loss/average": average, **extra}
