@@ -194,6 +194,7 @@ class NetworkTrainer:
         torch.manual_seed(args.seed)
         weight_dtype = WEIGHT_DTYPES[args.mixed_precision]
         models = self.load_target_model(args, accelerator, weight_dtype)
+        merge_base_weights(args, models, accelerator.print)  # kohya's order: the caches come from the merged model
         cache_outputs(self, args, accelerator, models, dataset)
 
         network = self._create_network(args, models, accelerator)
@@ -242,7 +243,6 @@ class NetworkTrainer:
         return steps_per_epoch, num_epochs
 
     def _create_network(self, args: Namespace, models: ModelParts, accelerator: Accelerator) -> Any:
-        merge_base_weights(args, models, accelerator.print)
         torch.manual_seed(args.seed)  # the network's initial weights depend on --seed alone, not on what loaded before
         return create_trained_network(args, models, self.network_args(args), accelerator.print, self.extend_network)
 

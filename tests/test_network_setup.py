@@ -7,6 +7,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
+import toml
 from _tiny_run import REPO, read_losses, state_dict_of, tiny_model, train
 
 from library.errors import ConfigError
@@ -84,3 +85,21 @@ def test_group_lrs_reach_only_networks_that_take_them(caplog: pytest.LogCaptureF
     assert optimizer_params(_KohyaStyle(), args) == ([{"lr": 1e-4}], ["unet"])
     assert "--llm_adapter_lr 5e-05 has no effect with --network_module their.network" in caplog.text
     assert optimizer_params(_TakesAny(), args)[0] == [{"lr": 1e-4, "llm_adapter_lr": 5e-5, "norm_lr": None}]
+
+
+def test_a_base_lora_with_a_qwen3_part_is_merged_before_the_text_is_cached(tiny: Path, tmp_path: Path) -> None:
+    """kohya merges --base_weights right after loading the models, before caching: text cached from the merged Qwen3
+    trains exactly as text encoded live by it. Break caught: merging after the caches are filled (the cached run
+    then trains on the unmerged Qwen3's text and its losses leave the live run's)."""
+    live_text = tmp_path / "live_text"
+    live_text.mkdir()
+    config = toml.loads((tiny / "train_args.toml").read_text(encoding="utf-8"))
+    config["cache_text_encoder_outputs"] = False  # kohya's rule: uncached text trains a Qwen3 LoRA too
+    (live_text / "train_args.toml").write_text(toml.dumps(config), encoding="utf-8")
+    with_te = train(live_text, tmp_path / "te", "--max_train_steps", "2", "--text_encoder_lr", "5e-2")
+    base_file = with_te / "anima_tiny_lora.safetensors"
+    assert any(key.startswith("lora_te_") for key in state_dict_of(base_file))
+    base = ("--max_train_steps", "2", "--base_weights", str(base_file))
+    cached = read_losses(train(tiny, tmp_path / "cached", *base))
+    live = read_losses(train(live_text, tmp_path / "live", *base, "--network_train_unet_only"))
+    assert [pytest.approx(loss, abs=1e-6) for _, loss in live] == [loss for _, loss in cached]
