@@ -12,7 +12,6 @@ from torch import nn
 
 from library.anima.attention_backend import apply_sdpa_backends, resolve_attn_mode
 from library.anima.block_swap import BlockSwap, enable_block_swap, validate_blocks_to_swap
-from library.anima.compile import compile_blocks
 from library.anima.fp8 import FP8_DTYPE, Fp8Linear, apply_fp8_base, dequantize, quantize
 from library.anima.llm_adapter import LLMAdapterConfig
 from library.anima.model import AnimaConfig, AnimaDiT
@@ -246,32 +245,6 @@ def test_fp8_with_block_swap_and_checkpointing_is_exact():
     swap = poisoned(model, 2)
     assert_equal(expected, step(model, lora))
     assert swap.misses == 0
-
-
-# ---- torch.compile --------------------------------------------------------------------------------------------
-def test_compile_blocks_compiles_each_block():
-    model = build()
-    lora = add_lora(model)
-    expected = step(model, lora)
-    torch._dynamo.reset()
-    assert compile_blocks(model, backend="eager") == 4
-    assert all(block._compiled_call_impl is not None for block in model.blocks)
-    assert model._compiled_call_impl is None  # the model itself is not compiled
-    loss, grads = step(model, lora)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1
-    torch._dynamo.reset()
-    assert torch.allclose(loss, expected[0], rtol=1e-6)
-    for name, grad in grads.items():
-        assert torch.allclose(grad, expected[1][name], rtol=1e-5, atol=1e-7), name
-
-
-def test_compile_rejects_bad_backends_and_cuda_graphs_with_block_swap():
-    with pytest.raises(ConfigError, match="--dynamo_backend 'nope'"):
-        compile_blocks(build(), backend="nope")
-    model = build()
-    enable_block_swap(model, 1, "cpu")
-    with pytest.raises(ConfigError, match="reduce-overhead"):
-        compile_blocks(model, backend="eager", mode="reduce-overhead")
 
 
 # ---- attention backends ---------------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class AnimaNetworkTrainer(NetworkTrainer):
     def check_dataset(self, args: Namespace, dataset: Any) -> None:
         """The dataset is read: the pivotal trigger is checked against its captions before any model loads."""
         super().check_dataset(args, dataset)
+        self.bucket_shapes = len(dataset.batch_shapes())  # what a static-shape --torch_compile compiles
         self.pivotal = plan_from_dataset(args, self.t5_tokenizer, dataset)
 
     def extend_network(self, args: Namespace, network: Any, models: ModelParts) -> None:
@@ -132,7 +133,8 @@ class AnimaNetworkTrainer(NetworkTrainer):
             dit.to(accelerator.device, dtype=weight_dtype)
         apply_sdpa_backends(self.sdpa_backends)
         if args.torch_compile:
-            compile_blocks(dit, backend=args.dynamo_backend)
+            self.compile_ledger = compile_blocks(dit, backend=args.dynamo_backend, dynamic=args.torch_compile_dynamic,
+                                                 bucket_shapes=self.bucket_shapes)
 
     def base_model_identity(self, args: Namespace) -> dict[str, dict[str, Any]]:
         """The DiT alone: the LoRA is trained against its weights. The VAE and Qwen3 only make the inputs (their

@@ -23,6 +23,8 @@ def check_before_models(args: Namespace, network_args: Mapping[str, Any], config
     check_network_fits(args, network_args, config)
     if args.torch_compile:
         check_dynamo_backend(args.dynamo_backend)
+    elif args.torch_compile_dynamic:
+        logger.warning("--torch_compile_dynamic has no effect without --torch_compile; add --torch_compile or drop it.")
     elif args.dynamo_backend not in UNSET_DYNAMO_BACKENDS:
         logger.warning("--dynamo_backend %s has no effect without --torch_compile (it picks the torch.compile "
                        "backend of the DiT blocks); add --torch_compile or drop it.", args.dynamo_backend)

@@ -38,8 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--torch_compile",
         action="store_true",
-        help="Compile each DiT block with torch.compile (dynamic shapes, so buckets do not force full recompiles); "
-        "backend from --dynamo_backend.",
+        help="Compile each DiT block with torch.compile, static shapes: each bucket's batch shape compiles once, "
+        "then is reused (the log counts the compiles); backend from --dynamo_backend.",
+    )
+    g.add_argument(
+        "--torch_compile_dynamic",
+        action="store_true",
+        help="With --torch_compile: one graph with dynamic shapes for every bucket instead of one per bucket shape "
+        "(fewer compiles for datasets with many buckets, less specialised kernels; on Windows needs MSVC).",
     )
     g.add_argument("--sdpa", action="store_true", help="Use PyTorch scaled-dot-product attention.")
     g.add_argument("--xformers", action="store_true", help="kohya's xformers attention: runs with PyTorch SDPA here, which computes the "

@@ -177,6 +177,14 @@ class BucketDataset:
             counts[sample.placement.bucket] = counts.get(sample.placement.bucket, 0) + sample.item.num_repeats
         return counts
 
+    def batch_shapes(self) -> set[tuple[int, int, int]]:
+        """(batch size, bucket width, bucket height) of every batch `batches` can cut, whatever the shuffle: a full
+        batch and the remainder of each bucket (what a static-shape compile sees)."""
+        size, shapes = self.params.batch_size, set()
+        for (width, height), count in self.bucket_counts().items():
+            shapes.update((n, width, height) for n in {min(size, count), count % size} if n)
+        return shapes
+
     def mean_ar_error(self) -> float:
         errors = [abs(s.ar_error) for s in self.samples]
         return sum(errors) / len(errors) if errors else 0.0

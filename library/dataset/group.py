@@ -117,6 +117,11 @@ class DatasetGroup(Dataset):
         }
 
     # ---- facts for the trainer ---------------------------------------------------------------------
+    def batch_shapes(self) -> set[tuple[int, int, int]]:
+        """Every (batch size, bucket width, bucket height) a batch of training or validation can have."""
+        shapes = set().union(*(dataset.batch_shapes() for dataset in self.datasets))
+        return shapes | (self.validation.batch_shapes() if self.validation is not None else set())
+
     @property
     def num_train_images(self) -> int:
         return sum(d.num_train_images for d in self.datasets)
