@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from networks._adapter_module import AdapterModule
+from networks._kron_bypass import kron_bypass_forward
 
 
 def factorization(dimension: int, factor: int = -1) -> tuple[int, int]:
@@ -111,4 +112,4 @@ class LoKrModule(AdapterModule):
     def rescale_(self, ratio: float) -> None:
         (self.lokr_w2_a if self.layout.split_w2 else self.lokr_w2).mul_(ratio)
 
-    forward = AdapterModule.forward_whole_delta
+    forward = kron_bypass_forward
