@@ -35,9 +35,10 @@ for folder in (BENCH.parent, BENCH, BENCH.parent / "tools"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
+from _report import add_out_option, publish  # noqa: E402
 from _saved_bytes import BlockHooks, HostMoves, SavedBytes, cuda_autocast_on_cpu  # noqa: E402
 from make_tiny_anima import real2b, tiny  # noqa: E402
-from train_step import machine_description, publish  # noqa: E402
+from train_step import machine_description  # noqa: E402
 
 from library.anima.layers import set_sdpa_backends  # noqa: E402
 from library.anima.model import AnimaConfig, AnimaDiT  # noqa: E402
@@ -126,7 +127,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rank", type=int, default=32)
     parser.add_argument("--context_rows", type=int, default=512, help="rows of the cross-attention context")
     parser.add_argument("--options", default=",".join(OPTIONS), help=f"comma-separated, of {', '.join(OPTIONS)}")
-    parser.add_argument("--out", default=str(BENCH / "RESULTS.md"), help="Markdown file appended to; '-' prints")
+    add_out_option(parser)
     args = parser.parse_args(argv)
     unknown = sorted(set(args.options.split(",")) - set(OPTIONS))
     if unknown or args.resolution % 16:

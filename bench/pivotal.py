@@ -28,6 +28,7 @@ import toml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
+from _report import add_out_option, publish  # noqa: E402
 from _tiny_dataset import CLASSES, SIZES, draw  # noqa: E402  (a script folder, not a package)
 from make_tiny_anima import make  # noqa: E402
 
@@ -80,8 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps of every run")
     parser.add_argument("--per_class", type=int, default=8, help="character images (the others get half as many)")
     parser.add_argument("--pivotal_lr", type=float, default=1e-2, help="the trigger rows' learning rate")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"),
-                        help="Markdown file the results are appended to; '-' prints only")
+    add_out_option(parser)
     return parser.parse_args(argv)
 
 
@@ -112,10 +112,7 @@ def main(argv: list[str] | None = None) -> None:
               f"rows initialised from `{INIT}`.\n\n"
               "| seed | LoRA | LoRA + trigger | change |\n| ---: | ---: | ---: | ---: |\n" + table
               + f"\n| mean | {mean[0]:.4f} | {mean[1]:.4f} | {mean[1] / mean[0] - 1:+.1%} |\n")
-    print(report)
-    if args.out != "-":
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(report)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

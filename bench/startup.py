@@ -21,6 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _report import add_out_option, publish
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "anima_train_network.py")
 
@@ -50,8 +52,7 @@ def cpu_seconds(argv: list[str]) -> tuple[float, int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command, round-robin; the fastest counts")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"),
-                        help="Markdown file the results are appended to; '-' prints only")
+    add_out_option(parser)
     return parser.parse_args(argv)
 
 
@@ -77,10 +78,7 @@ def main(argv: list[str] | None = None) -> None:
               f"- CPU seconds (user + system) of each command, fastest of {args.repeats}; ratio to the first. "
               f"Goal for `--help` and option errors: at most 0.5.\n\n"
               "| command | exit | CPU-s | ratio to import torch |\n| --- | ---: | ---: | ---: |\n" + rows + "\n")
-    print(report)
-    if args.out != "-":
-        with open(args.out, "a", encoding="utf-8") as handle:
-            handle.write(report)
+    publish(report, args.out)
 
 
 if __name__ == "__main__":

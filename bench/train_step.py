@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python bench/train_step.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
+from _report import add_out_option, publish  # noqa: E402
 from _step_common import StepResult, parse_option  # noqa: E402
 
 from library.anima.model import AnimaConfig  # noqa: E402
@@ -100,8 +101,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU (default 1)")
     parser.add_argument("--peak_tflops", type=float, default=989.0,
                         help="the GPU's dense bf16 peak for the %% column (H100 SXM: 989)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"),
-                        help="Markdown file the results are appended to; '-' prints only")
+    add_out_option(parser)
     args = parser.parse_args(argv)
     if args.resolution % 16 or args.warmup < 1 or args.steps <= args.warmup:
         parser.error("--resolution must be a multiple of 16, --warmup at least 1 and --steps more than --warmup")
@@ -148,14 +148,6 @@ def main(argv: list[str] | None = None) -> None:
               f"- Peak memory: {rows[0][0].peak_kind} of each child process\n\n"
               f"{format_table(rows, flops, args.peak_tflops)}\n")
     publish(report, args.out)
-
-
-def publish(report: str, out: str) -> None:
-    """Print a bench's report and append it to `out` (a Markdown file; '-' prints only)."""
-    print(report)
-    if out != "-":
-        with open(out, "a", encoding="utf-8") as handle:
-            handle.write(report)
 
 
 if __name__ == "__main__":
