@@ -8,6 +8,8 @@ as the file (`lora_down.weight`, `lokr_w1`, `w_norm`, `alpha`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn as nn
 
@@ -58,6 +60,25 @@ class AdapterModule(nn.Module):
     @property
     def org_module(self) -> nn.Module:
         return self._org[0]
+
+    def _model_device(self) -> torch.device | None:
+        """Where the factors are made: the model module's device (None on meta: the network moves later)."""
+        weight = self.org_module.weight
+        return None if weight.is_meta else weight.device
+
+    def _add_factors(self, shapes: dict[str, tuple[int, ...]],
+                     init: Callable[[str, torch.Tensor], torch.Tensor]) -> None:
+        """One parameter per factor of `shapes` (its alpha aside), made by `init(suffix, empty tensor)`."""
+        device = self._model_device()
+        for suffix, shape in shapes.items():
+            if suffix != "alpha":
+                setattr(self, suffix, nn.Parameter(init(suffix, torch.empty(*shape, device=device))))
+
+    def _finish_init(self, alpha: float, rank_dropout: float | None, module_dropout: float | None) -> None:
+        """The stored alpha (a buffer, saved with the factors), the dropouts, and the scale from both."""
+        self.register_buffer("alpha", torch.tensor(float(alpha)))
+        self.rank_dropout, self.module_dropout = rank_dropout, module_dropout
+        self.refresh_scale()
 
     def refresh_scale(self) -> None:
         """Recompute `self.scale` from the `alpha` buffer (no-op for modules without one)."""

@@ -28,17 +28,10 @@ class LoHaModule(AdapterModule):
         module_dropout: float | None = None,
     ) -> None:
         super().__init__(path, org_module, multiplier)
-        device = None if org_module.weight.is_meta else org_module.weight.device
-        out_features, in_features = org_module.out_features, org_module.in_features
         stds = {"hada_w1_a": 0.1, "hada_w1_b": 1.0, "hada_w2_a": 0.0, "hada_w2_b": 1.0}
-        for suffix, shape in loha_shapes(out_features, in_features, rank).items():
-            if suffix != "alpha":
-                tensor = torch.empty(*shape, device=device)
-                std = stds[suffix]
-                setattr(self, suffix, nn.Parameter(tensor.normal_(0.0, std) if std else tensor.zero_()))
-        self.register_buffer("alpha", torch.tensor(float(alpha or rank)))
-        self.rank_dropout, self.module_dropout = rank_dropout, module_dropout
-        self.refresh_scale()
+        self._add_factors(loha_shapes(org_module.out_features, org_module.in_features, rank),
+                          lambda suffix, t: t.normal_(0.0, stds[suffix]) if stds[suffix] else t.zero_())
+        self._finish_init(alpha or rank, rank_dropout, module_dropout)
 
     @property
     def rank(self) -> int:

@@ -80,17 +80,10 @@ class LoKrModule(AdapterModule):
     ) -> None:
         super().__init__(path, org_module, multiplier)
         self.layout = layout
-        device = None if org_module.weight.is_meta else org_module.weight.device
-        for suffix, shape in layout.tensor_shapes().items():  # w2's (second) factor starts at zero: ΔW = 0
-            if suffix != "alpha":
-                tensor = torch.empty(*shape, device=device)
-                zero = suffix in ("lokr_w2", "lokr_w2_b")
-                setattr(self, suffix, nn.Parameter(tensor.zero_() if zero else
-                                                   nn.init.kaiming_uniform_(tensor, a=math.sqrt(5))))
-        stored = layout.rank if layout.both_whole or not alpha else alpha
-        self.register_buffer("alpha", torch.tensor(float(stored)))
-        self.rank_dropout, self.module_dropout = rank_dropout, module_dropout
-        self.refresh_scale()
+        self._add_factors(layout.tensor_shapes(),  # w2's (second) factor starts at zero: ΔW = 0
+                          lambda suffix, t: t.zero_() if suffix in ("lokr_w2", "lokr_w2_b")
+                          else nn.init.kaiming_uniform_(t, a=math.sqrt(5)))
+        self._finish_init(layout.rank if layout.both_whole or not alpha else alpha, rank_dropout, module_dropout)
 
     @property
     def rank(self) -> int:

@@ -31,14 +31,13 @@ class LoRAModule(AdapterModule):
         module_dropout: float | None = None,
     ) -> None:
         super().__init__(path, org_module, multiplier)
-        device = None if org_module.weight.is_meta else org_module.weight.device
+        device = self._model_device()
         self.lora_down = nn.Linear(org_module.in_features, rank, bias=False, device=device)
         self.lora_up = nn.Linear(rank, org_module.out_features, bias=False, device=device)
         nn.init.kaiming_uniform_(self.lora_down.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_up.weight)
-        self.register_buffer("alpha", torch.tensor(float(alpha or rank)))
-        self.dropout, self.rank_dropout, self.module_dropout = dropout, rank_dropout, module_dropout
-        self.refresh_scale()
+        self.dropout = dropout
+        self._finish_init(alpha or rank, rank_dropout, module_dropout)
 
     @property
     def rank(self) -> int:
