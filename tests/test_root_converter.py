@@ -137,7 +137,7 @@ log_every = 1
 EXPECTED_UNMAPPED = {
     "dataset.max_ar", "dataset.cache_dir", "dataset.shuffle_caption_per_epoch", "lora.lokr_use_tucker",
     "lora.lokr_constraint", "lora.lokr_normalize", "training.resume", "training.seq_len", "training.max_token_length",
-    "training.noise_offset", "training.auto_install", "training.interactive", "training.text_cache_size",
+    "training.auto_install", "training.interactive", "training.text_cache_size",
     "training.log_every", "output.save_state_every", "progress", "monitor", "wandb.entity", "wandb.group",
     "wandb.tags", "wandb.mode", "wandb.log_every",
 }
@@ -182,7 +182,8 @@ def test_full_config_maps_every_known_key(old_config: Path, tmp_path: Path) -> N
     assert args["mixed_precision"] == "no"  # fp32
     assert args["gradient_checkpointing"] and args["persistent_data_loader_workers"]
     assert (args["max_data_loader_n_workers"], args["seed"]) == (2, 7)
-    assert args["xformers"] and args["split_attn"]
+    assert args["xformers"] and "split_attn" not in args  # breaks caught: split_attn written with xformers again,
+    assert args["anima_noise_offset"] == 0.05  # and the old noise_offset skipped instead of mapped
     assert args["lr_scheduler"] == "cosine_with_min_lr" and args["lr_scheduler_min_lr_ratio"] == 0.1
     assert args["lr_warmup_steps"] == 0.05 and args["lr_scheduler_num_cycles"] == 0.5
     assert (args["timestep_sampling"], args["sigmoid_scale"], args["discrete_flow_shift"]) == ("shift", 1.0, 3.0)

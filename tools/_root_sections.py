@@ -140,7 +140,7 @@ def map_training(section: Section) -> None:
         raise ConfigError(f"{conv.source}: training.mixed_precision = {precision!r}: expected bf16, fp16 or fp32.")
     args["mixed_precision"] = PRECISIONS[precision]
     if section.value("xformers", bool):
-        args["xformers"] = args["split_attn"] = True  # xformers attention runs one sample at a time here
+        args["xformers"] = True  # root-config.md: xformers -> xformers; the trainer runs it as SDPA and says so
     rate = section.value("caption_tag_dropout_rate", float)
     if rate is not None:
         conv.general["caption_tag_dropout_rate"] = rate
@@ -150,8 +150,9 @@ def map_training(section: Section) -> None:
     for key in ("seq_len", "max_token_length"):
         if section.has(key):
             conv.skip(section.key(key), NO_TRUNCATION)
-    if section.value("noise_offset", float):
-        conv.skip(section.key("noise_offset"), "there is no noise offset for flow-matching training here")
+    offset = section.value("noise_offset", float)
+    if offset:  # root-config.md: the seed's option of the same formula (library/anima/flow.py offset_noise)
+        args["anima_noise_offset"] = offset
     for key, why in (("auto_install", "install the requirements yourself (pip install -r requirements.txt)"),
                      ("interactive", "there are no interactive prompts here")):
         if section.value(key, bool):
